@@ -1,0 +1,3 @@
+"""jvssl: self-supervised video representation learning in JAX/Flax NNX."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,290 @@
+"""Config loading, defaults and validation.
+
+Every field has its default here (or in the registered model, method, data source
+or evaluator it belongs to); recipes in `configs/` start from `base_config()` and
+change what their paper changes. Configs are ml_collections ConfigDicts so users
+keep the big_vision habits: `--config=configs/x.py:arg1,arg2` and
+`--config.optimizer.lr=1e-3`.
+"""
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+from typing import Any, Iterable
+
+from ml_collections import ConfigDict
+
+from jvssl import registry
+from jvssl.errors import ConfigError
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
+  """Parses a recipe argument like "vit_s,runlocal" or "size=s,frames=8".
+
+  A bare word `w` sets the boolean default `w` to True, or, if it is not a
+  boolean default, is taken as the value of the first default (the variant).
+  Returns a ConfigDict of `defaults` updated by `arg`.
+  """
+  out = ConfigDict(defaults)
+  if not arg:
+    return out
+  first = next(iter(defaults), None)
+  for word in arg.split(","):
+    word = word.strip()
+    if not word:
+      continue
+    if "=" in word:
+      key, text = word.split("=", 1)
+      if key not in defaults:
+        raise ConfigError(f"unknown config argument '{key}'; known: {', '.join(defaults)}")
+      out[key] = _convert(text, defaults[key], key)
+    elif isinstance(defaults.get(word), bool):
+      out[word] = True
+    elif first is not None and not isinstance(defaults[first], bool):
+      out[first] = word
+    else:
+      raise ConfigError(f"unknown config argument '{word}'; known: {', '.join(defaults)}")
+  return out
+
+
+def data_defaults() -> ConfigDict:
+  """The data section: fields every source shares, plus one sub-section per source."""
+  data = ConfigDict()
+  data.source = "synthetic"
+  data.batch_size = 1024  # Global batch, over all processes and devices.
+  data.num_frames = 16
+  data.frame_stride = 4
+  data.image_size = 224
+  data.clips_per_video = 1  # Methods that contrast clips of one video set this > 1.
+  data.train_split = "train"
+  data.train_subset = 0  # > 0: train on the first N examples only (few-label protocols).
+  data.eval_split = "test"
+  data.shuffle = True
+  # ImageNet statistics: what VideoMAE and most public checkpoints expect.
+  data.mean = (0.485, 0.456, 0.406)
+  data.std = (0.229, 0.224, 0.225)
+  data.num_parallel_calls = -1  # -1: tf.data AUTOTUNE.
+  data.prefetch_batches = 2
+  data.augment = ConfigDict({"random_crop_scale": (1.0, 1.0), "flip": False})
+  for name in registry.SOURCES.names():
+    data[name] = registry.SOURCES.get(name).default_config()
+  return data
+
+
+def eval_config(evaluator: str, **overrides: Any) -> ConfigDict:
+  """The config of one evaluator entry of `config.evals`: its defaults + `type`."""
+  cfg = registry.EVALUATORS.get(evaluator).default_config()
+  cfg.type = evaluator
+  for key, value in overrides.items():
+    if key not in cfg:
+      raise ConfigError(f"unknown field '{key}' for evaluator '{evaluator}'")
+    cfg[key] = value
+  return cfg
+
+
+def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
+  """All fields of a jvssl run with their defaults, for the given model and method."""
+  _import_registered()
+  c = ConfigDict()
+  c.seed = 0
+
+  c.model = registry.MODELS.get(model).default_config()
+  c.model.name = model
+  c.method = registry.METHODS.get(method).default_config()
+  c.method.name = method
+  c.data = data_defaults()
+
+  c.optimizer = ConfigDict()
+  c.optimizer.name = "adamw"
+  c.optimizer.lr = 1e-3
+  # If > 0, the learning rate is lr * batch_size / lr_base_batch_size (the
+  # linear scaling rule of MAE/VideoMAE, whose lr is quoted per 256 clips).
+  c.optimizer.lr_base_batch_size = 0
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 0.05
+  # Parameters whose path contains one of these get no weight decay.
+  c.optimizer.no_decay = ("bias", "norm", "pos_embed", "mask_token", "cls_token")
+  c.optimizer.grad_clip_norm = 0.0  # 0: no clipping.
+  c.optimizer.layer_decay = 1.0  # < 1: layer-wise lr decay (fine-tuning).
+
+  c.schedule = ConfigDict()
+  c.schedule.name = "warmup_cosine"
+  c.schedule.warmup_steps = 0
+  c.schedule.warmup_epochs = 0.0  # Used when warmup_steps == 0.
+  c.schedule.warmup_init_lr = 0.0
+  c.schedule.min_lr = 0.0
+
+  c.train = ConfigDict()
+  c.train.num_steps = 0  # 0: derived from num_epochs and the data set size.
+  c.train.num_epochs = 1.0
+  c.train.compute_dtype = "float32"  # "bfloat16" on TPU/GPU. Never float16.
+  c.train.param_dtype = "float32"
+  c.train.log_every_steps = 50
+  c.train.checkpoint_every_steps = 1000
+  c.train.keep_checkpoints = 3
+  c.train.async_checkpointing = True
+
+  c.mesh = ConfigDict({"data": -1, "fsdp": 1, "model": 1})
+  c.sharding = ConfigDict()
+  # Logical axis -> mesh axes. Data parallel: only the batch is split.
+  c.sharding.rules = (("batch", ("data", "fsdp")),)
+
+  c.evals = ConfigDict()  # name -> eval_config(...): run every `every_steps` and at the end.
+  c.eval = ConfigDict()
+  c.eval.batch_size = 64
+  # Also evaluate the encoder's random initialisation and print both side by side.
+  c.eval.compare_random_init = False
+  return c
+
+
+def load(spec: str, overrides: Iterable[str] = ()) -> ConfigDict:
+  """Loads `path.py[:arg]` and applies `key.sub=value` overrides, then validates."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file not found: {path}")
+  module_spec = importlib.util.spec_from_file_location("jvssl_user_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path} defines no get_config(arg)")
+  try:
+    config = module.get_config(arg or None)
+  except AttributeError as e:
+    raise ConfigError(f"{path}: {_attribute_error_text(e)}") from None
+  for item in overrides:
+    apply_override(config, item)
+  validate(config)
+  return config
+
+
+def apply_override(config: ConfigDict, item: str) -> None:
+  """Applies one `a.b.c=value` override, converting value to the field's type."""
+  if "=" not in item:
+    raise ConfigError(f"config override '{item}' is not of the form key=value")
+  dotted, text = item.split("=", 1)
+  parent, leaf = _resolve(config, dotted)
+  parent[leaf] = _convert(text, parent[leaf], dotted)
+
+
+def validate(config: ConfigDict) -> None:
+  """Raises ConfigError naming the first key that the defaults do not have, or whose type is wrong."""
+  for key in ("model", "method"):
+    if key not in config or "name" not in config[key]:
+      raise ConfigError(f"config has no '{key}' section with a name")
+  if "data" not in config or "source" not in config.data:
+    raise ConfigError("config has no 'data' section with a source")
+  reference = base_config(model=config.model.name, method=config.method.name)
+  _check_section(config, reference, "", skip=("evals",))
+  for name, entry in config.evals.items():
+    if "type" not in entry:
+      raise ConfigError(f"config.evals.{name} has no 'type' (one of {registry.EVALUATORS.names()})")
+    _check_section(entry, eval_config(entry.type), f"evals.{name}.")
+  registry.SOURCES.get(config.data.source)
+  if config.train.compute_dtype not in ("float32", "bfloat16"):
+    raise ConfigError(
+        f"train.compute_dtype must be 'float32' or 'bfloat16', not '{config.train.compute_dtype}'"
+        " (float16 overflows in VideoMAE-style training)")
+
+
+def to_json(config: ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def _import_registered() -> None:
+  # Importing the packages registers their entries; done lazily so that
+  # `jvssl.config` itself stays importable without jax.
+  import jvssl.data  # noqa: F401
+  import jvssl.evaluate  # noqa: F401
+  import jvssl.methods  # noqa: F401
+  import jvssl.models  # noqa: F401
+
+
+def _check_section(section, reference, prefix: str, skip=()) -> None:
+  for key, value in section.items():
+    name = prefix + key
+    if key in skip:
+      continue
+    if key not in reference:
+      hint = difflib.get_close_matches(key, list(reference.keys()), n=1)
+      raise ConfigError(f"unknown config key '{name}'" + (f" (did you mean '{prefix + hint[0]}'?)" if hint else ""))
+    ref = reference[key]
+    if isinstance(ref, ConfigDict):
+      if not isinstance(value, ConfigDict):
+        raise ConfigError(f"config key '{name}' must be a section, got {type(value).__name__}")
+      _check_section(value, ref, name + ".")
+    elif not _type_ok(value, ref):
+      raise ConfigError(
+          f"config key '{name}' must be {type(ref).__name__}, got {type(value).__name__} ({value!r})")
+
+
+def _type_ok(value: Any, ref: Any) -> bool:
+  if ref is None or value is None:
+    return True
+  if isinstance(ref, bool) or isinstance(value, bool):
+    return isinstance(ref, bool) and isinstance(value, bool)
+  if isinstance(ref, float):
+    return isinstance(value, (int, float))
+  if isinstance(ref, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(ref))
+
+
+def _resolve(config: ConfigDict, dotted: str):
+  parts = dotted.split(".")
+  node = config
+  for i, part in enumerate(parts):
+    keys = list(node.keys()) if isinstance(node, (ConfigDict, dict)) else []
+    if part not in keys:
+      hint = difflib.get_close_matches(part, keys, n=1)
+      where = ".".join(parts[:i + 1])
+      raise ConfigError(f"unknown config key '{where}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    if i < len(parts) - 1:
+      node = node[part]
+  return node, parts[-1]
+
+
+def _convert(text: str, current: Any, name: str) -> Any:
+  """Converts a command-line string to the type of the field's current value."""
+  try:
+    if isinstance(current, bool):
+      lowered = text.lower()
+      if lowered not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      return lowered in ("true", "1")
+    if isinstance(current, int):
+      return int(text)
+    if isinstance(current, float):
+      return float(text)
+    if isinstance(current, str):
+      return text
+    if isinstance(current, (tuple, list, ConfigDict)) or current is None:
+      try:
+        value = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        if current is None:
+          return text
+        raise
+      if isinstance(current, ConfigDict):
+        if not isinstance(value, dict):
+          raise ValueError(text)
+        return ConfigDict(value)
+      if isinstance(current, (tuple, list)) and not isinstance(value, (tuple, list)):
+        value = (value,)
+      return tuple(value) if isinstance(current, tuple) else value
+  except (ValueError, SyntaxError):
+    raise ConfigError(
+        f"config key '{name}' must be {type(current).__name__}, cannot read '{text}'") from None
+  raise ConfigError(f"config key '{name}' of type {type(current).__name__} cannot be set from the command line")
+
+
+def _attribute_error_text(e: AttributeError) -> str:
+  text = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace('\\"', '"').replace("\\'", "'")
+  return f"unknown config key {text}"
+

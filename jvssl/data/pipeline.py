@@ -1,0 +1,132 @@
+"""tf.data pipelines that put sharded global batches on the mesh.
+
+Order is a pure function of (seed, position): the example at global position g
+of training is example `perm_epoch(g % N)` of epoch `g // N`, with its random
+augmentation seeded by g. So a resumed run continues the exact order from the
+step it restarts at, without saving iterator state, and the data does not depend
+on the number of hosts or on tf.data's parallelism.
+"""
+
+import collections
+from typing import Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from jvssl import registry, sharding
+from jvssl.data import augment
+from jvssl.errors import ConfigError
+
+# tf.data runs on the host; a GPU build of TensorFlow must not claim accelerator memory.
+tf.config.set_visible_devices([], "GPU")
+
+
+def make_source(data_config, split: str):
+  return registry.SOURCES.get(data_config.source)(data_config, split)
+
+
+def local_batch_size(global_batch: int) -> int:
+  if global_batch % jax.process_count():
+    raise ConfigError(f"data.batch_size {global_batch} is not divisible by {jax.process_count()} processes")
+  return global_batch // jax.process_count()
+
+
+def num_train_examples(data_config, split: str | None = None) -> int:
+  """Size of the training split, after data.train_subset."""
+  n = make_source(data_config, split or data_config.train_split).num_examples
+  return min(n, data_config.train_subset) if data_config.train_subset else n
+
+
+def _example_seed(seed: int, position) -> tf.Tensor:
+  return tf.stack([tf.constant(seed, tf.int64) * 1000003 + 17, position])
+
+
+def _epoch_permutation(index, epoch, seed: int, num_examples: int):
+  # Hash (seed, epoch) first: index_shuffle is weak for some small raw seeds.
+  key = tf.random.stateless_uniform([2], tf.stack([tf.constant(seed, tf.int64), epoch]),
+                                    minval=None, maxval=None, dtype=tf.int64)
+  return tf.random.experimental.index_shuffle(index, key, tf.constant(num_examples - 1, tf.int64))
+
+
+def train_dataset(config, *, start_step: int = 0, split: str | None = None) -> tf.data.Dataset:
+  """This process's batches for steps start_step, start_step + 1, ...: dicts of numpy arrays.
+
+  video: uint8 [b, T, H, W, 3] (or [b, K, T, H, W, 3] with K clips per video);
+  label: int32 [b] (the data set's label; methods that are self-supervised ignore it).
+  """
+  data = config.data
+  source = make_source(data, split or data.train_split)
+  num_examples = num_train_examples(data, split)
+  if num_examples <= 0:
+    raise ConfigError(f"data source '{data.source}' split '{split or data.train_split}' is empty")
+  global_batch = data.batch_size
+  local_batch = local_batch_size(global_batch)
+  process = jax.process_index()
+
+  def position(k):
+    # k counts this process's examples; g is the position in the global order.
+    step, slot = k // local_batch, k % local_batch
+    return step * global_batch + process * local_batch + slot
+
+  def load(k):
+    g = position(k)
+    epoch, i = g // num_examples, g % num_examples
+    index = _epoch_permutation(i, epoch, config.seed, num_examples) if data.shuffle else i
+    seed = _example_seed(config.seed, g)
+    example = source.load(index, seed)
+    example["video"] = augment.train_augment(example["video"], seed + 1, data)
+    return example
+
+  ds = tf.data.Dataset.range(start_step * local_batch, np.iinfo(np.int64).max)
+  ds = ds.map(load, num_parallel_calls=_parallel(data), deterministic=True)
+  ds = ds.batch(local_batch, drop_remainder=True)
+  return ds.prefetch(data.prefetch_batches)
+
+
+def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[tf.data.Dataset, int]:
+  """Every example of `split` (the first `limit` if > 0) once, in order, padded to whole global batches.
+
+  Returns (dataset of this process's batches, number of real examples). Batches
+  carry "mask" (1 real, 0 padding) so metrics ignore padding.
+  """
+  data = config.data
+  source = make_source(data, split)
+  num_examples = min(source.num_examples, limit) if limit else source.num_examples
+  local_batch = local_batch_size(batch_size)
+  num_batches = -(-num_examples // batch_size)
+  process = jax.process_index()
+
+  def load(k):
+    step, slot = k // local_batch, k % local_batch
+    g = step * batch_size + process * local_batch + slot
+    example = source.load(tf.minimum(g, num_examples - 1), _example_seed(config.seed + 1, g))
+    example["video"] = augment.eval_transform(example["video"], data)
+    example["mask"] = tf.cast(g < num_examples, tf.int32)
+    return example
+
+  ds = tf.data.Dataset.range(num_batches * local_batch)
+  ds = ds.map(load, num_parallel_calls=_parallel(data), deterministic=True)
+  ds = ds.batch(local_batch, drop_remainder=True)
+  return ds.prefetch(data.prefetch_batches), num_examples
+
+
+def _parallel(data):
+  return tf.data.AUTOTUNE if data.num_parallel_calls < 0 else data.num_parallel_calls
+
+
+def to_global(local_batch: dict, mesh: jax.sharding.Mesh, rules) -> dict:
+  """Assembles per-process numpy batches into global jax.Arrays sharded over the batch axis."""
+  return {k: jax.make_array_from_process_local_data(sharding.batch_sharding(mesh, rules, np.ndim(v)), v)
+          for k, v in local_batch.items()}
+
+
+def device_iterator(ds: tf.data.Dataset, mesh, rules, prefetch: int = 2) -> Iterator[dict]:
+  """Iterates global device batches with `prefetch` batches already on their way to the devices."""
+  queue: collections.deque = collections.deque()
+  for local in ds.as_numpy_iterator():
+    queue.append(to_global(local, mesh, rules))  # Transfers are asynchronous.
+    if len(queue) > prefetch:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

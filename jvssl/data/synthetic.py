@@ -1,0 +1,152 @@
+"""A procedurally generated video data set that ships with jvssl, so everything runs offline.
+
+Each video shows one textured shape over a textured, noisy background. The class
+is the shape's *motion* (a direction of travel, a sense of rotation, growing or
+shrinking); shape, colours, texture, size, speed, start position and background
+are random nuisances. No single frame tells the class: a model has to relate
+frames to each other, which is what video self-supervision should teach.
+
+Rendering is written in TensorFlow ops so it runs inside tf.data like any real
+source. Everything about example `i` follows from (seed, split, i): the same
+index always gives the same video, on any host, in any order.
+"""
+
+import math
+
+import tensorflow as tf
+from ml_collections import ConfigDict
+
+from jvssl import registry
+
+# (dx, dy, rotation sense, zoom sense) per class; the first `num_classes` are used.
+MOTIONS = (
+    ("right", (1, 0, 0, 0)),
+    ("left", (-1, 0, 0, 0)),
+    ("down", (0, 1, 0, 0)),
+    ("up", (0, -1, 0, 0)),
+    ("rotate_cw", (0, 0, 1, 0)),
+    ("rotate_ccw", (0, 0, -1, 0)),
+    ("grow", (0, 0, 0, 1)),
+    ("shrink", (0, 0, 0, -1)),
+    ("down_right", (0.7071, 0.7071, 0, 0)),
+    ("up_left", (-0.7071, -0.7071, 0, 0)),
+)
+CLASS_NAMES = tuple(name for name, _ in MOTIONS)
+NUM_SHAPES = 4  # disk, square, triangle, cross
+_SPLIT_SALT = {"train": 0, "test": 1, "val": 2}
+
+
+@registry.SOURCES.register("synthetic")
+class SyntheticSource:
+  """Moving-shape videos. `load(index, seed)` -> {"video": uint8 [T, S, S, 3] or [K, T, S, S, 3], "label"}."""
+
+  @staticmethod
+  def default_config() -> ConfigDict:
+    return ConfigDict({
+        "num_classes": 8,
+        "num_train": 8192,
+        "num_test": 1024,
+        "seed": 1234,  # The data set's own seed: which videos exist, not their order.
+        # Frames in the whole video; 0: exactly one clip of num_frames * frame_stride.
+        "video_length": 0,
+        "travel": (0.25, 0.45),  # Distance travelled over the video, in image widths.
+        "turn": (0.5 * math.pi, math.pi),  # Rotation over the video, in radians.
+        "zoom": (0.45, 0.75),  # |log| of the size change over the video.
+        "radius": (0.12, 0.2),  # Shape radius, in image widths.
+        "background_texture": 0.2,  # Amplitude of the static background pattern.
+        "pixel_noise": 0.04,  # Std of fresh per-frame pixel noise.
+    })
+
+  def __init__(self, data_config, split: str):
+    self.cfg = data_config.synthetic
+    if not 1 <= self.cfg.num_classes <= len(MOTIONS):
+      raise ValueError(f"synthetic.num_classes must be in 1..{len(MOTIONS)}, got {self.cfg.num_classes}")
+    if split not in _SPLIT_SALT:
+      raise ValueError(f"synthetic split must be one of {list(_SPLIT_SALT)}, not {split!r}")
+    self.split = split
+    self.num_frames = data_config.num_frames
+    self.frame_stride = data_config.frame_stride
+    self.clips_per_video = data_config.clips_per_video
+    self.image_size = data_config.image_size
+    self.num_examples = self.cfg.num_train if split == "train" else self.cfg.num_test
+    self.num_classes = self.cfg.num_classes
+    span = (self.num_frames - 1) * self.frame_stride + 1
+    self.video_length = self.cfg.video_length or span
+    if self.video_length < span:
+      raise ValueError(f"synthetic.video_length {self.video_length} is shorter than one clip ({span} frames)")
+
+  def load(self, index, seed):
+    """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions)."""
+    label = tf.cast(index % self.num_classes, tf.int32)
+    video_seed = tf.stack([tf.constant(self.cfg.seed + 7919 * _SPLIT_SALT[self.split], tf.int64), index])
+    video = render(video_seed, label, self.video_length, self.image_size, self.cfg)
+    span = (self.num_frames - 1) * self.frame_stride + 1
+    starts = tf.random.stateless_uniform([self.clips_per_video], seed, 0, self.video_length - span + 1, tf.int32)
+    clips = tf.stack([video[s:s + span:self.frame_stride] for s in tf.unstack(starts)])
+    if self.clips_per_video == 1:
+      clips = clips[0]
+    return {"video": clips, "label": label}
+
+
+def render(seed, label, length: int, size: int, cfg) -> tf.Tensor:
+  """Renders one video: uint8 [length, size, size, 3]. seed: int64 [2]; label: int32 scalar."""
+  draws = iter(range(1, 64))
+
+  def uniform(shape=(), low=0.0, high=1.0):
+    # Nearby seeds give independent streams: stateless RNGs hash their seed.
+    return tf.random.stateless_uniform(shape, seed + next(draws), low, high)
+
+  motion = tf.gather(tf.constant([m for _, m in MOTIONS], tf.float32), label)
+  direction, rotation, zoom_sense = motion[:2], motion[2], motion[3]
+
+  t = tf.linspace(0.0, 1.0, length)[:, None, None]  # [T, 1, 1], video time in [0, 1]
+  radius0 = uniform((), *cfg.radius)
+  travel = uniform((), *cfg.travel) * tf.reduce_max(tf.abs(direction))
+  zoom = uniform((), *cfg.zoom) * zoom_sense
+  # The largest the shape gets, so the whole path stays inside the frame.
+  reach = radius0 * tf.exp(tf.maximum(zoom, 0.0)) * 1.2
+  unit = direction / tf.maximum(tf.norm(direction), 1e-6)
+  displacement = unit * travel
+  low = reach - tf.minimum(displacement, 0.0)
+  high = 1.0 - reach - tf.maximum(displacement, 0.0)
+  start = low + uniform([2]) * tf.maximum(high - low, 0.0)
+  cx = start[0] + displacement[0] * t
+  cy = start[1] + displacement[1] * t
+  angle = uniform((), 0.0, 2 * math.pi) + rotation * uniform((), *cfg.turn) * t
+  radius = radius0 * tf.exp(zoom * t)
+
+  coords = (tf.range(size, dtype=tf.float32) + 0.5) / size
+  x, y = coords[None, None, :], coords[None, :, None]
+  cos, sin = tf.cos(angle), tf.sin(angle)
+  # Pixel positions in the shape's own frame, in units of its radius.
+  u = ((x - cx) * cos + (y - cy) * sin) / radius
+  v = (-(x - cx) * sin + (y - cy) * cos) / radius
+
+  signed = tf.stack([
+      1.0 - tf.sqrt(u * u + v * v),  # disk
+      0.8 - tf.maximum(tf.abs(u), tf.abs(v)),  # square
+      tf.reduce_min(tf.stack([0.5 - (u * math.cos(a) + v * math.sin(a))
+                              for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3,
+                                        math.pi / 2 + 4 * math.pi / 3)]), axis=0),  # triangle
+      tf.maximum(tf.minimum(0.9 - tf.abs(u), 0.35 - tf.abs(v)),
+                 tf.minimum(0.35 - tf.abs(u), 0.9 - tf.abs(v))),  # cross
+  ])
+  shape_id = tf.cast(uniform((), 0.0, NUM_SHAPES), tf.int32)
+  inside = tf.gather(signed, tf.minimum(shape_id, NUM_SHAPES - 1))
+  # Soft edge about one pixel wide, so motion below a pixel still shows.
+  mask = tf.sigmoid(inside * radius * size * 2.0)[..., None]
+
+  # Stripes fixed to the shape make rotation of round shapes visible.
+  stripes = 0.5 + 0.5 * tf.sin(u * uniform((), 2.0, 5.0) + uniform((), 0.0, 2 * math.pi))[..., None]
+  colour_a, colour_b = uniform([3]), uniform([3])
+  shape_rgb = colour_a * stripes + colour_b * (1.0 - stripes)
+
+  pattern = tf.zeros([size, size], tf.float32)
+  for _ in range(3):
+    theta = uniform((), 0.0, math.pi)
+    freq = uniform((), 1.0, 6.0) * 2 * math.pi
+    pattern += tf.sin(freq * (x[0] * tf.cos(theta) + y[0] * tf.sin(theta)) + uniform((), 0.0, 2 * math.pi))
+  background = uniform([3], 0.15, 0.85) + cfg.background_texture * pattern[..., None] / 3.0 * uniform([3], 0.5, 1.5)
+  frames = background[None] * (1.0 - mask) + shape_rgb * mask
+  frames += cfg.pixel_noise * tf.random.stateless_normal(tf.shape(frames), seed + 101)
+  return tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)

@@ -1,0 +1,139 @@
+"""Masked video modelling: VideoMAE (tube masking) and MAE-ST (random masking).
+
+The encoder sees only the visible tokens; a light decoder fills in mask tokens and
+regresses the pixels of the masked tubelets, each normalised by its own mean and
+std per channel (the "normalised pixel" target of MAE/VideoMAE).
+"""
+
+import einops
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from ml_collections import ConfigDict
+
+from jvssl import models, registry
+from jvssl.methods.base import Method
+from jvssl.models import layers
+
+
+class VideoMAEModel(nnx.Module):
+  """Encoder (a token backbone such as ViT) plus the VideoMAE decoder."""
+
+  def __init__(self, config, *, rngs: nnx.Rngs):
+    method = config.method
+    self.encoder = models.build(config, rngs=rngs)
+    if not hasattr(self.encoder, "embed") or not hasattr(self.encoder, "grid"):
+      raise ValueError(f"VideoMAE needs a token backbone with embed/encode (like 'vit'), not '{config.model.name}'")
+    if config.model.final_norm != "tokens":
+      raise ValueError("VideoMAE decodes normalised tokens: set model.final_norm='tokens'")
+    dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    width = method.decoder_width
+    self.encoder_to_decoder = layers.Dense(self.encoder.width, width, axes=("embed", "decoder_embed"),
+                                           use_bias=False, **kw)
+    self.mask_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("decoder_embed",),
+                                   param_dtype)
+    self.decoder_pos_embed = nnx.Variable(jnp.asarray(layers.sincos_table(self.encoder.num_tokens, width)))
+    self.decoder_blocks = nnx.List([
+        layers.Block(width, method.decoder_heads, 4 * width, qkv_bias=config.model.qkv_bias,
+                     norm_eps=config.model.norm_eps, attention_impl=config.model.attention_impl, **kw)
+        for _ in range(method.decoder_depth)])
+    self.decoder_norm = layers.LayerNorm(width, eps=config.model.norm_eps, **kw)
+    patch_dim = int(np.prod(self.encoder.patch_size)) * 3
+    self.decoder_head = layers.Dense(width, patch_dim, axes=("decoder_embed", None), **kw)
+
+  def __call__(self, video, visible, masked, rng=None):
+    """Predicts the masked tubelets. visible/masked: int32 [B, Nv] / [B, Nm] token indices.
+
+    Returns predictions [B, Nm, pt*ph*pw*3] in (pt ph pw c) order.
+    """
+    tokens = self.encoder.embed(video)
+    tokens = jnp.take_along_axis(tokens, visible[..., None], axis=1)
+    x = self.encoder_to_decoder(self.encoder.encode(tokens, rng))
+    pos = self.decoder_pos_embed[...].astype(x.dtype)
+    x_visible = x + pos[visible]
+    x_masked = self.mask_token[...].astype(x.dtype) + pos[masked]
+    x = jnp.concatenate([x_visible, x_masked], axis=1)
+    for block in self.decoder_blocks:
+      x = block(x)
+    return self.decoder_head(self.decoder_norm(x[:, visible.shape[1]:]))
+
+
+def tube_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
+  """VideoMAE tube masking: the same spatial positions are masked in every frame.
+
+  Returns sorted int32 token indices (visible [B, Nv], masked [B, Nm]) into the
+  (t h w)-flattened grid.
+  """
+  t, h, w = grid
+  spatial = h * w
+  num_masked = int(ratio * spatial)
+  order = jnp.argsort(jax.random.uniform(rng, (batch, spatial)), axis=1)
+  vis_s = jnp.sort(order[:, num_masked:], axis=1)
+  mask_s = jnp.sort(order[:, :num_masked], axis=1)
+  frames = jnp.arange(t)[None, :, None] * spatial
+  visible = (frames + vis_s[:, None, :]).reshape(batch, -1)
+  masked = (frames + mask_s[:, None, :]).reshape(batch, -1)
+  return visible.astype(jnp.int32), masked.astype(jnp.int32)
+
+
+def random_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
+  """MAE-ST random masking over all space-time tokens; same outputs as `tube_mask`."""
+  n = int(np.prod(grid))
+  num_masked = int(ratio * n)
+  order = jnp.argsort(jax.random.uniform(rng, (batch, n)), axis=1)
+  return (jnp.sort(order[:, num_masked:], axis=1).astype(jnp.int32),
+          jnp.sort(order[:, :num_masked], axis=1).astype(jnp.int32))
+
+
+MASKS = {"tube": tube_mask, "random": random_mask}
+
+
+def pixel_targets(video, patch_size, normalize: bool, eps: float = 1e-6):
+  """video [B, T, H, W, C] -> per-tubelet targets [B, N, pt*ph*pw*C].
+
+  With `normalize`, each tubelet is standardised per channel, as VideoMAE does;
+  that is invariant to the per-channel input normalisation, so normalised
+  inputs give the same targets as raw pixels.
+  """
+  pt, ph, pw = patch_size
+  patches = einops.rearrange(video.astype(jnp.float32), "b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw) c",
+                             pt=pt, ph=ph, pw=pw)
+  if normalize:
+    mean = patches.mean(axis=2, keepdims=True)
+    std = jnp.sqrt(patches.var(axis=2, ddof=1, keepdims=True))
+    patches = (patches - mean) / (std + eps)
+  return einops.rearrange(patches, "b n p c -> b n (p c)")
+
+
+@registry.METHODS.register("videomae")
+class VideoMAE(Method):
+  """Masked autoencoding of video tubelets."""
+
+  @staticmethod
+  def default_config() -> ConfigDict:
+    return ConfigDict({
+        "mask_ratio": 0.9,
+        "mask_type": "tube",  # "tube" (VideoMAE) or "random" (MAE-ST).
+        "decoder_width": 384,
+        "decoder_depth": 4,
+        "decoder_heads": 6,
+        "norm_pix_loss": True,
+    })
+
+  def build(self, rngs: nnx.Rngs) -> nnx.Module:
+    if self.config.method.mask_type not in MASKS:
+      raise ValueError(f"mask_type must be one of {list(MASKS)}, not {self.config.method.mask_type!r}")
+    return VideoMAEModel(self.config, rngs=rngs)
+
+  def loss(self, model, batch, rng):
+    method = self.config.method
+    video = batch["video"]
+    mask_rng, drop_rng = jax.random.split(rng)
+    visible, masked = MASKS[method.mask_type](mask_rng, video.shape[0], model.encoder.grid, method.mask_ratio)
+    pred = model(video, visible, masked, drop_rng).astype(jnp.float32)
+    target = pixel_targets(video, model.encoder.patch_size, method.norm_pix_loss)
+    target = jnp.take_along_axis(target, masked[..., None], axis=1)
+    loss = jnp.mean(jnp.square(pred - target))
+    return loss, {"reconstruction_mse": loss}

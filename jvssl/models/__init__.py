@@ -1,0 +1,19 @@
+"""Backbones, registered by name in `jvssl.registry.MODELS`."""
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jvssl import registry
+from jvssl.models import vit  # noqa: F401  (registers "vit")
+
+
+def build(config, *, rngs: nnx.Rngs) -> nnx.Module:
+  """The encoder named by `config.model`, for clips of `config.data` geometry.
+
+  Returns a module mapping video [B, T, H, W, 3] (normalised floats) to
+  {"tokens": [B, N, D], "pooled": [B, D]}.
+  """
+  model_cls = registry.MODELS.get(config.model.name)
+  return model_cls(config.model, num_frames=config.data.num_frames, image_size=config.data.image_size,
+                   rngs=rngs, dtype=jnp.dtype(config.train.compute_dtype),
+                   param_dtype=jnp.dtype(config.train.param_dtype))

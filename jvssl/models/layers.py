@@ -1,0 +1,153 @@
+"""Transformer parts shared by the ViT encoder, the VideoMAE decoder and later backbones.
+
+Weights are kept in the layout that makes the logical axes explicit
+(`[embed, 3, heads, head_dim]` for the fused q/k/v projection), so tensor
+parallelism over heads is a sharding rule, and so checkpoint import is a reshape.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jvssl import sharding
+from jvssl.models.attention import dot_product_attention
+
+
+def param(rngs: nnx.Rngs, init, shape, axes, dtype) -> nnx.Param:
+  """A parameter initialised with `init` and annotated with logical `axes`."""
+  return nnx.Param(init(rngs.params(), shape, dtype), out_sharding=axes)
+
+
+def xavier(in_axis=0, out_axis=-1):
+  return nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=in_axis, out_axis=out_axis)
+
+
+class Dense(nnx.Module):
+  """y = x @ W + b with logical axes on W; W: [in, out]."""
+
+  def __init__(self, in_features, out_features, *, axes=("embed", "mlp"), use_bias=True,
+               kernel_init=None, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    self.kernel = param(rngs, kernel_init or xavier(), (in_features, out_features), axes, param_dtype)
+    self.bias = param(rngs, nnx.initializers.zeros, (out_features,), axes[-1:], param_dtype) if use_bias else None
+    self.dtype = dtype
+
+  def __call__(self, x):
+    y = jnp.einsum("...i,io->...o", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm computed in float32 (bf16 statistics drift), returned in `dtype`."""
+
+  def __init__(self, dim, *, eps=1e-6, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    self.scale = param(rngs, nnx.initializers.ones, (dim,), ("embed",), param_dtype)
+    self.bias = param(rngs, nnx.initializers.zeros, (dim,), ("embed",), param_dtype)
+    self.eps = eps
+    self.dtype = dtype
+
+  def __call__(self, x):
+    x = x.astype(jnp.float32)
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+    return y.astype(self.dtype)
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention over tokens [B, N, D].
+
+  qkv_bias: "all" (standard), "qv" (VideoMAE/BEiT: query and value biases, no
+  key bias, which a softmax ignores anyway) or "none".
+  """
+
+  def __init__(self, dim, num_heads, *, qkv_bias="all", attention_impl="auto", dtype=jnp.float32,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    if dim % num_heads:
+      raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+    head_dim = dim // num_heads
+    self.qkv = param(rngs, xavier(0, (1, 2, 3)), (dim, 3, num_heads, head_dim),
+                     ("embed", None, "heads", "kv"), param_dtype)
+    self.qkv_bias_kind = qkv_bias
+    zeros = nnx.initializers.zeros
+    if qkv_bias == "all":
+      self.qkv_bias = param(rngs, zeros, (3, num_heads, head_dim), (None, "heads", "kv"), param_dtype)
+    elif qkv_bias == "qv":
+      self.q_bias = param(rngs, zeros, (num_heads, head_dim), ("heads", "kv"), param_dtype)
+      self.v_bias = param(rngs, zeros, (num_heads, head_dim), ("heads", "kv"), param_dtype)
+    elif qkv_bias != "none":
+      raise ValueError(f"qkv_bias must be 'all', 'qv' or 'none', not {qkv_bias!r}")
+    self.proj = param(rngs, xavier((0, 1), 2), (num_heads, head_dim, dim), ("heads", "kv", "embed"), param_dtype)
+    self.proj_bias = param(rngs, zeros, (dim,), ("embed",), param_dtype)
+    self.attention_impl = attention_impl
+    self.dtype = dtype
+
+  def qkv_bias_value(self):
+    if self.qkv_bias_kind == "all":
+      return self.qkv_bias[...]
+    if self.qkv_bias_kind == "qv":
+      return jnp.stack([self.q_bias[...], jnp.zeros_like(self.q_bias[...]), self.v_bias[...]])
+    return None
+
+  def __call__(self, x):
+    qkv = jnp.einsum("bnd,dthk->tbnhk", x.astype(self.dtype), self.qkv[...].astype(self.dtype))
+    bias = self.qkv_bias_value()
+    if bias is not None:
+      qkv = qkv + bias[:, None, None].astype(self.dtype)
+    q, k, v = (sharding.constrain(t, ("batch", "seq", "heads", "kv")) for t in qkv)
+    out = dot_product_attention(q, k, v, implementation=self.attention_impl)
+    y = jnp.einsum("bnhk,hkd->bnd", out, self.proj[...].astype(self.dtype))
+    return y + self.proj_bias[...].astype(self.dtype)
+
+
+class Mlp(nnx.Module):
+  def __init__(self, dim, hidden, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.fc1 = Dense(dim, hidden, axes=("embed", "mlp"), **kw)
+    self.fc2 = Dense(hidden, dim, axes=("mlp", "embed"), **kw)
+
+  def __call__(self, x):
+    h = jax.nn.gelu(self.fc1(x), approximate=False)  # Exact GELU, as torch.nn.GELU.
+    return self.fc2(sharding.constrain(h, ("batch", "seq", "mlp")))
+
+
+def drop_path(x, rate: float, rng):
+  """Stochastic depth: drops the residual branch per example with probability `rate`."""
+  if rate == 0.0 or rng is None:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+class Block(nnx.Module):
+  """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, dim, num_heads, mlp_dim, *, qkv_bias="all", norm_eps=1e-6, drop_path_rate=0.0,
+               attention_impl="auto", dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.norm1 = LayerNorm(dim, eps=norm_eps, **kw)
+    self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attention_impl=attention_impl, **kw)
+    self.norm2 = LayerNorm(dim, eps=norm_eps, **kw)
+    self.mlp = Mlp(dim, mlp_dim, **kw)
+    self.drop_path_rate = drop_path_rate
+
+  def __call__(self, x, rng=None):
+    rngs = (None, None) if rng is None else tuple(jax.random.split(rng))
+    x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, rngs[0])
+    x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[1])
+    return sharding.constrain(x, ("batch", "seq", "embed"))
+
+
+def sincos_table(num_positions: int, dim: int) -> np.ndarray:
+  """VideoMAE's fixed 1-D sinusoid table over the flattened token index: [N, D].
+
+  Even channels hold sin, odd channels cos, of pos / 10000^(2*(i//2)/D); the
+  official checkpoints were trained with exactly this table.
+  """
+  pos = np.arange(num_positions, dtype=np.float64)[:, None]
+  i = np.arange(dim)[None, :]
+  angle = pos / np.power(10000.0, 2 * (i // 2) / dim)
+  table = np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
+  return table.astype(np.float32)

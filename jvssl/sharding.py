@@ -1,0 +1,87 @@
+"""Device mesh and logical-axis sharding.
+
+Parameters and activations are annotated with logical axis names ("batch",
+"embed", "mlp", "heads", ...). `config.sharding.rules` maps those names to
+mesh axes, so data parallel, FSDP and tensor parallel are config changes.
+"""
+
+import contextlib
+import contextvars
+import math
+from typing import Any, Sequence
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+from flax import nnx
+
+from jvssl.errors import ConfigError
+
+MESH_AXES = ("data", "fsdp", "model")
+# Variables get their logical axes as metadata and no sharding at creation: the
+# real sharded arrays are made by a jit whose out_shardings come from the rules.
+nnx.use_eager_sharding(False)
+
+
+def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """Builds a (data, fsdp, model) mesh; one axis may be -1 to take the remaining devices."""
+  devices = list(devices if devices is not None else jax.devices())
+  shape = [int(mesh_config[name]) for name in MESH_AXES]
+  if shape.count(-1) > 1:
+    raise ConfigError(f"at most one mesh axis may be -1, got {dict(zip(MESH_AXES, shape))}")
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if len(devices) % known:
+      raise ConfigError(f"{len(devices)} devices do not divide into mesh {dict(zip(MESH_AXES, shape))}")
+    shape[shape.index(-1)] = len(devices) // known
+  if math.prod(shape) != len(devices):
+    raise ConfigError(f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, have {len(devices)}")
+  return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+def rules_from_config(config) -> tuple[tuple[str, Any], ...]:
+  return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.sharding.rules)
+
+
+_current_rules: contextvars.ContextVar = contextvars.ContextVar("jvssl_logical_rules", default=None)
+
+
+@contextlib.contextmanager
+def use(mesh: jax.sharding.Mesh, rules):
+  """Makes `mesh` and the logical rules current, for `constrain` inside traced functions."""
+  token = _current_rules.set(tuple(rules))
+  try:
+    with jax.set_mesh(mesh):
+      yield
+  finally:
+    _current_rules.reset(token)
+
+
+def logical_to_spec(axes: Sequence[str | None], rules) -> P:
+  """Logical axis names -> PartitionSpec of mesh axes; names without a rule are replicated."""
+  table = dict(rules)
+  return P(*(table.get(name) if name is not None else None for name in axes))
+
+
+def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
+  """Sharding constraint on an activation by logical axis names; a no-op outside `use`."""
+  rules = _current_rules.get()
+  if rules is None or jax.sharding.get_abstract_mesh().empty:
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, rules))
+
+
+def batch_sharding(mesh: jax.sharding.Mesh, rules, ndim: int = 1) -> NamedSharding:
+  """Sharding for an input array whose leading axis is the batch."""
+  return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1), rules))
+
+
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh, rules):
+  """NamedShardings (as a pure dict) for an nnx State of abstract Variables, from their logical axes."""
+  specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
+  return jax.tree.map(lambda spec: NamedSharding(mesh, logical_to_spec(tuple(spec), rules)), specs,
+                      is_leaf=lambda x: isinstance(x, P))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())

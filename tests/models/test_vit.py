@@ -1,0 +1,81 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jvssl import config as config_lib, models
+from jvssl.methods.classify import Classifier
+from jvssl.models import layers
+
+
+def _count(module) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def _vit_config(variant, num_classes=400):
+  c = config_lib.base_config(model="vit", method="classify")
+  c.model.variant = variant
+  c.model.final_norm = "pooled"
+  c.data.num_frames, c.data.image_size = 16, 224
+  c.method.num_classes = num_classes
+  return c
+
+
+# VideoMAE ViT-S/B on 16x224x224 with tubelets 2x16x16 and a 400-class head:
+# the papers' 22M and 87M (Hugging Face lists VideoMAE-B fine-tuned on K400 at 86.5M).
+@pytest.mark.parametrize("variant,encoder,classifier,published", [
+    ("S", 21_879_936, 22_033_936, 22),
+    ("B", 86_227_200, 86_534_800, 87),
+])
+def test_parameter_counts_match_published(variant, encoder, classifier, published):
+  config = _vit_config(variant)
+  abstract = nnx.eval_shape(lambda: Classifier(config, rngs=nnx.Rngs(0)))
+  assert _count(abstract.encoder) == encoder
+  assert _count(abstract) == classifier
+  assert round(classifier / 1e6) == published
+
+
+def test_forward_shapes_and_token_order():
+  c = config_lib.base_config()
+  c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 32, 2, 2, 64
+  c.model.patch_size = (2, 8, 8)
+  c.data.num_frames, c.data.image_size = 4, 16
+  model = models.build(c, rngs=nnx.Rngs(0))
+  video = jax.random.normal(jax.random.key(0), (3, 4, 16, 16, 3))
+  out = model(video)
+  assert model.grid == (2, 2, 2)
+  assert out["tokens"].shape == (3, 8, 32) and out["pooled"].shape == (3, 32)
+  # Token (t, h, w) is the tubelet at frames 2t:2t+2, rows 8h:8h+8, cols 8w:8w+8, like Conv3d's flatten.
+  tokens = model.embed(video) - model.pos_embed[...]
+  kernel = model.patch_embed[...].reshape(-1, 32)
+  tubelet = video[:, 2:4, 8:16, 0:8].reshape(3, -1)
+  np.testing.assert_allclose(tokens[:, 1 * 4 + 1 * 2 + 0], tubelet @ kernel + model.patch_bias[...], atol=1e-5)
+
+
+def test_sincos_table_is_videomae_layout():
+  table = layers.sincos_table(5, 8)
+  assert table.shape == (5, 8)
+  np.testing.assert_allclose(table[3, 0], np.sin(3.0))
+  np.testing.assert_allclose(table[3, 1], np.cos(3.0))
+  np.testing.assert_allclose(table[2, 4], np.sin(2 / 10000 ** (4 / 8)), rtol=1e-6)
+
+
+def test_qv_bias_has_no_key_bias():
+  attn = layers.Attention(16, 2, qkv_bias="qv", rngs=nnx.Rngs(0))
+  attn.q_bias[...] = jnp.ones_like(attn.q_bias[...])
+  attn.v_bias[...] = 2 * jnp.ones_like(attn.v_bias[...])
+  bias = attn.qkv_bias_value()
+  assert float(bias[0].min()) == 1.0 and float(jnp.abs(bias[1]).max()) == 0.0 and float(bias[2].min()) == 2.0
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  c = config_lib.base_config()
+  c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 32, 1, 2, 64
+  c.model.patch_size = (2, 8, 8)
+  c.data.num_frames, c.data.image_size = 2, 8
+  c.train.compute_dtype = "bfloat16"
+  model = models.build(c, rngs=nnx.Rngs(0))
+  out = model(jnp.ones((1, 2, 8, 8, 3)))
+  assert out["tokens"].dtype == jnp.bfloat16
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,81 @@
+import glob
+import os
+
+import pytest
+
+from jvssl import config as config_lib
+from jvssl.errors import ConfigError
+
+from conftest import REPO
+
+SYNTHETIC = os.path.join(REPO, "configs", "videomae_synthetic.py")
+K400 = os.path.join(REPO, "configs", "videomae_k400.py")
+
+
+def test_overrides_are_typed():
+  c = config_lib.load(SYNTHETIC, ["optimizer.lr=0.01", "model.patch_size=(2,4,4)", "train.num_steps=7",
+                                  "data.augment.flip=true"])
+  assert c.optimizer.lr == 0.01 and isinstance(c.optimizer.lr, float)
+  assert c.model.patch_size == (2, 4, 4)
+  assert c.train.num_steps == 7 and c.data.augment.flip is True
+
+
+def test_unknown_override_key_is_named():
+  with pytest.raises(ConfigError, match=r"unknown config key 'optimizer.lrr' \(did you mean 'lr'\?\)"):
+    config_lib.load(SYNTHETIC, ["optimizer.lrr=1"])
+
+
+def test_wrong_type_is_named():
+  with pytest.raises(ConfigError, match="'train.num_steps' must be int"):
+    config_lib.load(SYNTHETIC, ["train.num_steps=abc"])
+
+
+def test_missing_config_file():
+  with pytest.raises(ConfigError, match="config file not found"):
+    config_lib.load("configs/does_not_exist.py")
+
+
+def test_unknown_key_in_a_recipe_is_named(tmp_path):
+  path = tmp_path / "bad.py"
+  path.write_text("from jvssl.config import base_config\n"
+                  "def get_config(arg=None):\n  c = base_config()\n  c.lock()\n  c.optimizer.learning_rate = 1\n"
+                  "  return c\n")
+  with pytest.raises(ConfigError, match="learning_rate"):
+    config_lib.load(str(path))
+
+
+def test_validate_catches_keys_added_to_an_unlocked_config():
+  c = config_lib.base_config()
+  c.model.depthh = 3
+  with pytest.raises(ConfigError, match="model.depthh"):
+    config_lib.validate(c)
+
+
+def test_float16_is_refused():
+  with pytest.raises(ConfigError, match="float16"):
+    config_lib.load(SYNTHETIC, ["train.compute_dtype=float16"])
+
+
+def test_k400_recipe_is_the_published_one():
+  c = config_lib.load(K400 + ":vit_b")
+  assert (c.model.variant, c.model.patch_size, c.data.num_frames, c.data.image_size) == ("B", (2, 16, 16), 16, 224)
+  assert (c.method.mask_ratio, c.method.mask_type, c.method.decoder_depth, c.method.decoder_width) == (
+      0.9, "tube", 4, 384)
+  assert c.method.norm_pix_loss
+  assert (c.optimizer.lr, c.optimizer.lr_base_batch_size, c.optimizer.b1, c.optimizer.b2,
+          c.optimizer.weight_decay) == (1.5e-4, 256, 0.9, 0.95, 0.05)
+  assert c.data.batch_size == 1024 and c.schedule.warmup_epochs == 40 and c.train.num_epochs == 800
+  assert config_lib.load(K400 + ":vit_l").method.decoder_width == 512
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))))
+def test_every_shipped_config_loads_with_runlocal(path):
+  c = config_lib.load(path + ":runlocal")
+  assert c.train.num_steps <= 10
+
+
+def test_parse_arg():
+  arg = config_lib.parse_arg("vit_s,runlocal", variant="vit_b", runlocal=False)
+  assert arg.variant == "vit_s" and arg.runlocal
+  with pytest.raises(ConfigError, match="unknown config argument"):
+    config_lib.parse_arg("nope=1", variant="vit_b")
