@@ -130,8 +130,8 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
 
   c.mesh = ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding = ConfigDict()
-  # Logical axis -> mesh axes. Data parallel: only the batch is split.
-  c.sharding.rules = (("batch", ("data", "fsdp")),)
+  c.sharding.mode = "dp"  # A rule set of jvssl.sharding.RULE_SETS: dp, fsdp, tp, fsdp_tp.
+  c.sharding.rules = ()  # Extra (logical axis, mesh axes) pairs that replace or add to the mode's.
 
   c.evals = ConfigDict()  # name -> eval_config(...): run every `every_steps` and at the end.
   c.eval = ConfigDict()

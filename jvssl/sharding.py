@@ -17,6 +17,17 @@ from flax import nnx
 from jvssl.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "model")
+# Parameter axes ("embed", "mlp", "heads", "kv", "classes", ...) and activation axes ("batch",
+# "act_seq", "act_embed", "act_mlp", "act_heads") have separate names, so FSDP can shard weights
+# over "fsdp" while activations are sharded over the batch on the same mesh axis.
+RULE_SETS = {
+    "dp": (("batch", ("data", "fsdp")),),
+    "fsdp": (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("decoder_embed", "fsdp")),
+    "tp": (("batch", ("data", "fsdp")), ("mlp", "model"), ("heads", "model"), ("act_mlp", "model"),
+           ("act_heads", "model")),
+    "fsdp_tp": (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("decoder_embed", "fsdp"), ("mlp", "model"),
+                ("heads", "model"), ("act_mlp", "model"), ("act_heads", "model")),
+}
 # Variables get their logical axes as metadata and no sharding at creation: the
 # real sharded arrays are made by a jit whose out_shardings come from the rules.
 nnx.use_eager_sharding(False)
@@ -40,7 +51,13 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.s
 
 
 def rules_from_config(config) -> tuple[tuple[str, Any], ...]:
-  return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.sharding.rules)
+  """The rule set `sharding.mode`, with `sharding.rules` entries replacing or adding rules."""
+  if config.sharding.mode not in RULE_SETS:
+    raise ConfigError(f"sharding.mode must be one of {', '.join(RULE_SETS)}, not '{config.sharding.mode}'")
+  table = dict(RULE_SETS[config.sharding.mode])
+  for name, axes in config.sharding.rules:
+    table[name] = tuple(axes) if isinstance(axes, list) else axes
+  return tuple(table.items())
 
 
 _current_rules: contextvars.ContextVar = contextvars.ContextVar("jvssl_logical_rules", default=None)

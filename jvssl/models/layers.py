@@ -96,7 +96,7 @@ class Attention(nnx.Module):
     bias = self.qkv_bias_value()
     if bias is not None:
       qkv = qkv + bias[:, None, None].astype(self.dtype)
-    q, k, v = (sharding.constrain(t, ("batch", "seq", "heads", "kv")) for t in qkv)
+    q, k, v = (sharding.constrain(t, ("batch", "act_seq", "act_heads", None)) for t in qkv)
     out = dot_product_attention(q, k, v, implementation=self.attention_impl)
     y = jnp.einsum("bnhk,hkd->bnd", out, self.proj[...].astype(self.dtype))
     return y + self.proj_bias[...].astype(self.dtype)
@@ -110,7 +110,7 @@ class Mlp(nnx.Module):
 
   def __call__(self, x):
     h = jax.nn.gelu(self.fc1(x), approximate=False)  # Exact GELU, as torch.nn.GELU.
-    return self.fc2(sharding.constrain(h, ("batch", "seq", "mlp")))
+    return self.fc2(sharding.constrain(h, ("batch", "act_seq", "act_mlp")))
 
 
 def drop_path(x, rate: float, rng):
@@ -137,7 +137,7 @@ class Block(nnx.Module):
     rngs = (None, None) if rng is None else tuple(jax.random.split(rng))
     x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, rngs[0])
     x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[1])
-    return sharding.constrain(x, ("batch", "seq", "embed"))
+    return sharding.constrain(x, ("batch", "act_seq", "act_embed"))
 
 
 def sincos_table(num_positions: int, dim: int) -> np.ndarray:
