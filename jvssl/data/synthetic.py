@@ -52,9 +52,10 @@ class SyntheticSource:
         "travel": (0.25, 0.45),  # Distance travelled over the video, in image widths.
         "turn": (0.5 * math.pi, math.pi),  # Rotation over the video, in radians.
         "zoom": (0.45, 0.75),  # |log| of the size change over the video.
-        "radius": (0.12, 0.2),  # Shape radius, in image widths.
-        "background_texture": 0.2,  # Amplitude of the static background pattern.
-        "pixel_noise": 0.04,  # Std of fresh per-frame pixel noise.
+        "radius": (0.15, 0.25),  # Shape radius, in image widths.
+        "background_texture": 0.15,  # Amplitude of the static background pattern.
+        "background_frequency": (1.0, 3.0),  # Cycles per image width of its gratings.
+        "pixel_noise": 0.02,  # Std of fresh per-frame pixel noise.
     })
 
   def __init__(self, data_config, split: str):
@@ -144,7 +145,7 @@ def render(seed, label, length: int, size: int, cfg) -> tf.Tensor:
   pattern = tf.zeros([size, size], tf.float32)
   for _ in range(3):
     theta = uniform((), 0.0, math.pi)
-    freq = uniform((), 1.0, 6.0) * 2 * math.pi
+    freq = uniform((), *cfg.background_frequency) * 2 * math.pi
     pattern += tf.sin(freq * (x[0] * tf.cos(theta) + y[0] * tf.sin(theta)) + uniform((), 0.0, 2 * math.pi))
   background = uniform([3], 0.15, 0.85) + cfg.background_texture * pattern[..., None] / 3.0 * uniform([3], 0.5, 1.5)
   frames = background[None] * (1.0 - mask) + shape_rgb * mask
