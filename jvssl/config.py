@@ -68,6 +68,13 @@ def data_defaults() -> ConfigDict:
   data.num_parallel_calls = -1  # -1: tf.data AUTOTUNE.
   data.prefetch_batches = 2
   data.augment = ConfigDict({"random_crop_scale": (1.0, 1.0), "flip": False})
+  # Clip sampling (jvssl/data/sampling.py): "random" windows of num_frames with frame_stride, or
+  # "segment" (TSN: one frame from each of num_frames equal segments).
+  data.sampling = "random"
+  data.max_clip_distance = 0  # > 0: the clips of one video start within this many frames of the first.
+  # Stop with an error when more than this fraction of a batch was unreadable video (each one is skipped,
+  # counted and stood in for by another video).
+  data.max_bad_fraction = 0.5
   for name in registry.SOURCES.names():
     data[name] = registry.SOURCES.get(name).default_config()
   return data

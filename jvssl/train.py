@@ -240,6 +240,10 @@ def train(config, workdir: str | None, *, mesh: jax.sharding.Mesh | None = None,
           check_finite()
           summary = {k: float(np.mean([float(m[k]) for m in history])) for k in history[-1]}
           history = []
+          # Input that could not be used is counted, never silent (jvssl/data/bad_input.py).
+          summary.update({f"skipped/{reason}": float(n) for reason, n in pipeline.skip_counts().items()})
+          if workdir is not None and pipeline.skip_counts():
+            pipeline.write_bad_files(os.path.join(workdir, f"bad_files.{jax.process_index()}.tsv"))
           if writer is not None:
             writer.write_scalars(done, {f"train/{k}": v for k, v in summary.items()})
           if not quiet:

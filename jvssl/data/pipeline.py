@@ -15,8 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from jvssl import registry, sharding
-from jvssl.data import augment
-from jvssl.errors import ConfigError
+from jvssl.data import augment, bad_input
+from jvssl.data.video_folder import DATA_ERROR_MARK
+from jvssl.errors import ConfigError, DataError
+
+# What the training loop logs and writes to the workdir about input it could not use.
+skip_counts = bad_input.skip_counts
+write_bad_files = bad_input.write_bad_files
 
 # tf.data runs on the host; a GPU build of TensorFlow must not claim accelerator memory.
 tf.config.set_visible_devices([], "GPU")
@@ -76,12 +81,27 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None) -> t
     seed = _example_seed(config.seed, g)
     example = source.load(index, seed)
     example["video"] = augment.train_augment(example["video"], seed + 1, data)
+    example.setdefault("bad", tf.constant(0, tf.int32))
     return example
 
   ds = tf.data.Dataset.range(start_step * local_batch, np.iinfo(np.int64).max)
   ds = ds.map(load, num_parallel_calls=_parallel(data), deterministic=True)
   ds = ds.batch(local_batch, drop_remainder=True)
+  ds = ds.map(lambda batch: _check_bad_fraction(batch, data.max_bad_fraction))
   return ds.prefetch(data.prefetch_batches)
+
+
+def _check_bad_fraction(batch: dict, max_fraction: float) -> dict:
+  """Drops the per-example "bad" flags, failing when more than max_fraction of the batch was stood in for."""
+  batch = dict(batch)
+  fraction = tf.reduce_mean(tf.cast(batch.pop("bad"), tf.float32))
+  check = tf.debugging.assert_less_equal(
+      fraction, tf.constant(max_fraction, tf.float32),
+      message=f"{DATA_ERROR_MARK} more than data.max_bad_fraction={max_fraction} of a batch was unreadable video "
+              "(skip counts are in the log); fix the data or raise data.max_bad_fraction")
+  with tf.control_dependencies([check]):
+    batch["video"] = tf.identity(batch["video"])
+  return batch
 
 
 def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[tf.data.Dataset, int]:
@@ -102,7 +122,8 @@ def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[t
     g = step * batch_size + process * local_batch + slot
     example = source.load(tf.minimum(g, num_examples - 1), _example_seed(config.seed + 1, g))
     example["video"] = augment.eval_transform(example["video"], data)
-    example["mask"] = tf.cast(g < num_examples, tf.int32)
+    # A stood-in video must not count as the listed one.
+    example["mask"] = tf.cast(g < num_examples, tf.int32) * (1 - example.pop("bad", 0))
     return example
 
   ds = tf.data.Dataset.range(num_batches * local_batch)
@@ -124,9 +145,19 @@ def to_global(local_batch: dict, mesh: jax.sharding.Mesh, rules) -> dict:
 def device_iterator(ds: tf.data.Dataset, mesh, rules, prefetch: int = 2) -> Iterator[dict]:
   """Iterates global device batches with `prefetch` batches already on their way to the devices."""
   queue: collections.deque = collections.deque()
-  for local in ds.as_numpy_iterator():
+  for local in numpy_batches(ds):
     queue.append(to_global(local, mesh, rules))  # Transfers are asynchronous.
     if len(queue) > prefetch:
       yield queue.popleft()
   while queue:
     yield queue.popleft()
+
+
+def numpy_batches(ds: tf.data.Dataset) -> Iterator[dict]:
+  """ds.as_numpy_iterator(), with jvssl's data errors raised inside tf.data turned back into DataError."""
+  try:
+    yield from ds.as_numpy_iterator()
+  except tf.errors.OpError as e:
+    if DATA_ERROR_MARK not in e.message:
+      raise
+    raise DataError(e.message.split(DATA_ERROR_MARK, 1)[1].strip().splitlines()[0]) from None

@@ -1,10 +1,14 @@
 """A procedurally generated video data set that ships with jvssl, so everything runs offline.
 
-Each video shows one textured shape over a textured, noisy background. The class
-is the shape's *motion* (a direction of travel, a sense of rotation, growing or
-shrinking); shape, colours, texture, size, speed, start position and background
-are random nuisances. No single frame tells the class: a model has to relate
-frames to each other, which is what video self-supervision should teach.
+Each video shows one textured shape moving over a textured, noisy background.
+Two labellings of the same kind of video are offered (`synthetic.label`):
+  "shape": the class is the shape (disk, square, ..., 8 kinds); its motion,
+    colours, stripes, size, speed, start position and background are nuisances.
+    This is the demo's task: a masked autoencoder must model shapes to fill in
+    masked tubes, so pretraining pays off when labels are few.
+  "motion": the class is the shape's motion (a direction of travel, a sense of
+    rotation, growing or shrinking). No single frame tells it: a model has to
+    relate frames, a harder test of temporal modelling.
 
 Rendering is written in TensorFlow ops so it runs inside tf.data like any real
 source. Everything about example `i` follows from (seed, split, i): the same
@@ -17,6 +21,7 @@ import tensorflow as tf
 from ml_collections import ConfigDict
 
 from jvssl import registry
+from jvssl.errors import ConfigError
 
 # (dx, dy, rotation sense, zoom sense) per class; the first `num_classes` are used.
 MOTIONS = (
@@ -31,8 +36,8 @@ MOTIONS = (
     ("down_right", (0.7071, 0.7071, 0, 0)),
     ("up_left", (-0.7071, -0.7071, 0, 0)),
 )
-CLASS_NAMES = tuple(name for name, _ in MOTIONS)
-NUM_SHAPES = 4  # disk, square, triangle, cross
+SHAPES = ("disk", "square", "triangle", "cross", "ring", "bar", "star", "crescent")
+CLASS_NAMES = {"motion": tuple(name for name, _ in MOTIONS), "shape": SHAPES}
 _SPLIT_SALT = {"train": 0, "test": 1, "val": 2}
 
 
@@ -43,7 +48,8 @@ class SyntheticSource:
   @staticmethod
   def default_config() -> ConfigDict:
     return ConfigDict({
-        "num_classes": 8,
+        "label": "shape",  # What the class is: "shape" or "motion" (see the module docstring).
+        "num_classes": 8,  # The first N shapes or motions; the other attribute varies over all of its kinds.
         "num_train": 8192,
         "num_test": 1024,
         "seed": 1234,  # The data set's own seed: which videos exist, not their order.
@@ -60,10 +66,14 @@ class SyntheticSource:
 
   def __init__(self, data_config, split: str):
     self.cfg = data_config.synthetic
-    if not 1 <= self.cfg.num_classes <= len(MOTIONS):
-      raise ValueError(f"synthetic.num_classes must be in 1..{len(MOTIONS)}, got {self.cfg.num_classes}")
+    if self.cfg.label not in CLASS_NAMES:
+      raise ConfigError(f"synthetic.label must be one of {sorted(CLASS_NAMES)}, not {self.cfg.label!r}")
+    kinds = len(CLASS_NAMES[self.cfg.label])
+    if not 1 <= self.cfg.num_classes <= kinds:
+      raise ConfigError(f"synthetic.num_classes must be in 1..{kinds} for label '{self.cfg.label}', "
+                        f"got {self.cfg.num_classes}")
     if split not in _SPLIT_SALT:
-      raise ValueError(f"synthetic split must be one of {list(_SPLIT_SALT)}, not {split!r}")
+      raise ConfigError(f"synthetic split must be one of {list(_SPLIT_SALT)}, not {split!r}")
     self.split = split
     self.num_frames = data_config.num_frames
     self.frame_stride = data_config.frame_stride
@@ -74,13 +84,19 @@ class SyntheticSource:
     span = (self.num_frames - 1) * self.frame_stride + 1
     self.video_length = self.cfg.video_length or span
     if self.video_length < span:
-      raise ValueError(f"synthetic.video_length {self.video_length} is shorter than one clip ({span} frames)")
+      raise ConfigError(f"synthetic.video_length {self.video_length} is shorter than one clip ({span} frames)")
 
   def load(self, index, seed):
     """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions)."""
     label = tf.cast(index % self.num_classes, tf.int32)
     video_seed = tf.stack([tf.constant(self.cfg.seed + 7919 * _SPLIT_SALT[self.split], tf.int64), index])
-    video = render(video_seed, label, self.video_length, self.image_size, self.cfg)
+    # The attribute that is not the label is drawn from all its kinds, independently of the label.
+    other = tf.random.stateless_uniform([], video_seed + 997, 0, 1 << 30, tf.int32)
+    if self.cfg.label == "shape":
+      shape_id, motion_id = label, other % len(MOTIONS)
+    else:
+      shape_id, motion_id = other % len(SHAPES), label
+    video = render(video_seed, motion_id, shape_id, self.video_length, self.image_size, self.cfg)
     span = (self.num_frames - 1) * self.frame_stride + 1
     starts = tf.random.stateless_uniform([self.clips_per_video], seed, 0, self.video_length - span + 1, tf.int32)
     clips = tf.stack([video[s:s + span:self.frame_stride] for s in tf.unstack(starts)])
@@ -89,15 +105,15 @@ class SyntheticSource:
     return {"video": clips, "label": label}
 
 
-def render(seed, label, length: int, size: int, cfg) -> tf.Tensor:
-  """Renders one video: uint8 [length, size, size, 3]. seed: int64 [2]; label: int32 scalar."""
+def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
+  """Renders one video: uint8 [length, size, size, 3]. seed: int64 [2]; motion_id, shape_id: int32 scalars."""
   draws = iter(range(1, 64))
 
   def uniform(shape=(), low=0.0, high=1.0):
     # Nearby seeds give independent streams: stateless RNGs hash their seed.
     return tf.random.stateless_uniform(shape, seed + next(draws), low, high)
 
-  motion = tf.gather(tf.constant([m for _, m in MOTIONS], tf.float32), label)
+  motion = tf.gather(tf.constant([m for _, m in MOTIONS], tf.float32), motion_id)
   direction, rotation, zoom_sense = motion[:2], motion[2], motion[3]
 
   t = tf.linspace(0.0, 1.0, length)[:, None, None]  # [T, 1, 1], video time in [0, 1]
@@ -123,17 +139,23 @@ def render(seed, label, length: int, size: int, cfg) -> tf.Tensor:
   u = ((x - cx) * cos + (y - cy) * sin) / radius
   v = (-(x - cx) * sin + (y - cy) * cos) / radius
 
+  radial = tf.sqrt(u * u + v * v)
+  polar = tf.atan2(v, u)
+  # Signed "inside-ness" of each shape, about 1 - distance from the centre in radii.
   signed = tf.stack([
-      1.0 - tf.sqrt(u * u + v * v),  # disk
+      1.0 - radial,  # disk
       0.8 - tf.maximum(tf.abs(u), tf.abs(v)),  # square
       tf.reduce_min(tf.stack([0.5 - (u * math.cos(a) + v * math.sin(a))
                               for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3,
                                         math.pi / 2 + 4 * math.pi / 3)]), axis=0),  # triangle
       tf.maximum(tf.minimum(0.9 - tf.abs(u), 0.35 - tf.abs(v)),
                  tf.minimum(0.35 - tf.abs(u), 0.9 - tf.abs(v))),  # cross
+      tf.minimum(1.0 - radial, radial - 0.55),  # ring
+      tf.minimum(1.0 - tf.abs(u), 0.35 - tf.abs(v)),  # bar
+      0.75 + 0.3 * tf.cos(5.0 * polar) - radial,  # star
+      tf.minimum(1.0 - radial, tf.sqrt((u - 0.55) ** 2 + v * v) - 0.75),  # crescent
   ])
-  shape_id = tf.cast(uniform((), 0.0, NUM_SHAPES), tf.int32)
-  inside = tf.gather(signed, tf.minimum(shape_id, NUM_SHAPES - 1))
+  inside = tf.gather(signed, shape_id)
   # Soft edge about one pixel wide, so motion below a pixel still shows.
   mask = tf.sigmoid(inside * radius * size * 2.0)[..., None]
 
