@@ -6,6 +6,7 @@ and, through PyAV's interrupt callback, inside blocking reads.
 """
 
 import dataclasses
+import math
 import os
 import time
 
@@ -120,3 +121,54 @@ def to_rgb(frame, short_side: int) -> np.ndarray:
 
 def _short(e: Exception) -> str:
   return f"{type(e).__name__}: {e}".splitlines()[0][:200]
+
+
+def read_all_frames(path: str, start_s: float = 0.0, end_s: float = 0.0, fps: float = 0.0, short_side: int = 0,
+                    timeout_s: float = 60.0) -> tuple[np.ndarray, float]:
+  """Every frame of a file from start_s to end_s (0: its end), for conversion: (uint8 [N, H, W, 3], fps).
+
+  fps > 0 resamples to that rate. Frame i is the one video_folder's sampling
+  would read as frame i (matched by time, gaps filled with the next frame, as
+  many frames as the headers give), so conversion keeps clip indices aligned.
+  Raises BadVideo.
+  """
+  deadline = time.monotonic() + timeout_s
+  container, stream = open_video(path, timeout_s)
+  try:
+    meta = info(container, stream)
+    rate = fps or meta.fps
+    length = meta.num_frames - int(round(start_s * meta.fps))
+    if end_s > start_s:
+      window = int(round((end_s - start_s) * meta.fps))
+      length = min(length, window) if meta.num_frames else window
+    length = int(length * rate / meta.fps) if length > 0 else 0
+    base, tb = stream.start_time or 0, float(stream.time_base)
+    frames: list[np.ndarray] = []
+    try:
+      if start_s > 0:
+        container.seek(base + int(max(start_s - 0.5 / meta.fps, 0) / tb), stream=stream, backward=True)
+      for frame in container.decode(stream):
+        if time.monotonic() > deadline:
+          raise BadVideo("timeout")
+        if frame.pts is None:
+          position = len(frames)
+        else:  # Output frame k is the first frame at or after time k / rate.
+          source_position = round(((frame.pts - base) * tb - start_s) * meta.fps)
+          position = math.floor(source_position * rate / meta.fps + 1e-6)
+        if position < len(frames):
+          continue
+        if length and position >= length:
+          break
+        image = to_rgb(frame, short_side)
+        frames.extend([image] * (position + 1 - len(frames)))
+    except BadVideo:
+      raise
+    except Exception as e:  # A decode error part-way: keep what was decoded, as read_frames does.
+      if not frames:
+        raise BadVideo("decode_error", _short(e)) from None
+  finally:
+    container.close()
+  if not frames:
+    raise BadVideo("no_frames")
+  frames.extend([frames[-1]] * (length - len(frames)))  # A file shorter than its headers: pad as read_frames does.
+  return np.stack(frames), rate

@@ -1,0 +1,146 @@
+"""Converts a folder of videos + annotation list into JPEG-frame TFRecord shards (the DMVR layout).
+
+  python -m jvssl.tools.make_tfrecords --videos=DIR --list=FILE --out=DIR --shards=N \
+      [--short_side=S] [--fps=F] [--quality=Q] [--workers=W] [--name=train]
+
+Writes `{out}/{name}-{i:05d}-of-{N:05d}` and its `.index` (record offsets), then
+points data.tfrecord.{split}_files at `{out}/{name}-*-of-*`. Shard i holds a
+contiguous run of the list, so records keep the list's order: a run from the
+TFRecords with the same seed samples the same clips as one from the folder.
+Each shard is written to a temporary file and renamed when complete, so an
+interrupted conversion resumes by skipping finished shards. Videos that cannot
+be read are left out (the later records move up by one) and listed with their
+reasons in `{out}/{name}.bad_videos.tsv`.
+"""
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+from jvssl.data import tfrecord, video_decode, video_folder  # noqa: E402
+from jvssl.errors import UserError  # noqa: E402
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog="python -m jvssl.tools.make_tfrecords", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--videos", required=True, help="folder the list's paths are relative to")
+  p.add_argument("--list", required=True, help="annotation list (`path label` lines or CSV path,label[,start,end])")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--shards", type=int, required=True, help="number of shards")
+  p.add_argument("--name", default="", help="shard name prefix (default: the list's file name without extension)")
+  p.add_argument("--short_side", type=int, default=0, help="> 0: scale frames down to this short side")
+  p.add_argument("--fps", type=float, default=0.0, help="> 0: resample to this frame rate")
+  p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+  p.add_argument("--workers", type=int, default=1, help="shards converted in parallel processes")
+  p.add_argument("--timeout_s", type=float, default=120.0, help="wall-clock limit per video")
+  return p.parse_args(argv)
+
+
+def shard_path(out: str, name: str, i: int, n: int) -> str:
+  return os.path.join(out, f"{name}-{i:05d}-of-{n:05d}")
+
+
+def serialize(frames, label: int, video_id: str, quality: int) -> bytes:
+  """One SequenceExample: JPEG frames under image/encoded, label under clip/label/index (if >= 0)."""
+  ex = tf.train.SequenceExample()
+  ex.context.feature["video_id"].bytes_list.value.append(video_id.encode())
+  if label >= 0:
+    ex.context.feature[tfrecord.LABEL_KEY].int64_list.value.append(label)
+  jpegs = ex.feature_lists.feature_list[tfrecord.FRAMES_KEY]
+  for frame in frames:
+    jpegs.feature.add().bytes_list.value.append(tf.io.encode_jpeg(frame, quality=quality).numpy())
+  return ex.SerializeToString()
+
+
+def convert_shard(entries, path: str, args, on_video=None) -> list[tuple[str, str]]:
+  """Writes one shard (+ .index) atomically; returns the skipped (path, reason) pairs."""
+  bad, lengths = [], []
+  tmp = f"{path}.tmp{os.getpid()}"
+  with tf.io.TFRecordWriter(tmp) as writer:
+    for entry in entries:
+      try:
+        frames, _ = video_decode.read_all_frames(entry.path, entry.start, entry.end, args.fps, args.short_side,
+                                                 args.timeout_s)
+        data = serialize(frames, entry.label, os.path.relpath(entry.path, args.videos), args.quality)
+        writer.write(data)
+        lengths.append(len(data))
+      except video_decode.BadVideo as e:
+        bad.append((entry.path, str(e)))
+      if on_video:
+        on_video()
+  tfrecord.write_index(path, tfrecord.offsets_from_lengths(lengths), [f"skipped\t{p}\t{r}" for p, r in bad])
+  tf.io.gfile.rename(tmp, path, overwrite=True)  # Last: a shard exists only once it and its index are complete.
+  return bad
+
+
+def skipped_in(path: str) -> list[tuple[str, str]]:
+  with tf.io.gfile.GFile(path + tfrecord.INDEX_SUFFIX) as f:
+    return [tuple(line.rstrip("\n").split("\t")[1:3]) for line in f if line.startswith("# skipped\t")]
+
+
+class Progress:
+  """A one-line progress bar on stderr: done/total videos, rate and time left."""
+
+  def __init__(self, total: int):
+    self.total, self.done, self.start = total, 0, time.monotonic()
+
+  def advance(self, n: int = 1):
+    self.done += n
+    elapsed = time.monotonic() - self.start
+    rate = self.done / elapsed if elapsed > 0 else 0.0
+    left = (self.total - self.done) / rate if rate else 0.0
+    filled = int(30 * self.done / max(self.total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} videos, "
+                     f"{rate:.1f}/s, {left:.0f}s left ")
+    sys.stderr.flush()
+
+
+def main(argv=None) -> int:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    entries = video_folder.read_list(args.list, args.videos)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.shards < 1:
+    print("error: --shards must be >= 1", file=sys.stderr)
+    return 2
+  name = args.name or os.path.splitext(os.path.basename(args.list))[0]
+  tf.io.gfile.makedirs(args.out)
+  n = args.shards
+  bounds = [len(entries) * i // n for i in range(n + 1)]
+  todo = [i for i in range(n) if not tf.io.gfile.exists(shard_path(args.out, name, i, n))]
+  print(f"{len(entries)} videos -> {n} shards in {args.out} ({n - len(todo)} already done)", file=sys.stderr)
+  progress = Progress(sum(bounds[i + 1] - bounds[i] for i in todo))
+  if args.workers > 1:
+    # Spawned, not forked: TensorFlow's runtime does not survive a fork.
+    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+      jobs = {pool.submit(convert_shard, entries[bounds[i]:bounds[i + 1]], shard_path(args.out, name, i, n), args): i
+              for i in todo}
+      for job in concurrent.futures.as_completed(jobs):
+        job.result()
+        progress.advance(bounds[jobs[job] + 1] - bounds[jobs[job]])
+  else:
+    for i in todo:
+      convert_shard(entries[bounds[i]:bounds[i + 1]], shard_path(args.out, name, i, n), args, progress.advance)
+  sys.stderr.write("\n")
+  bad = [item for i in range(n) for item in skipped_in(shard_path(args.out, name, i, n))]
+  bad_list = os.path.join(args.out, f"{name}.bad_videos.tsv")
+  with tf.io.gfile.GFile(bad_list, "w") as f:
+    f.write("".join(f"{p}\t{reason}\n" for p, reason in bad))
+  print(f"done: {len(entries) - len(bad)} videos written, {len(bad)} skipped (listed in {bad_list}); "
+        f"read them with --config.data.source=tfrecord "
+        f"--config.data.tfrecord.train_files='{os.path.join(args.out, f'{name}-*-of-{n:05d}')}'", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
