@@ -1,20 +1,52 @@
 """The one attention kernel every model calls, chosen by backend."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
+# Queries per chunk of the CPU path: VideoMAE's decoder sees 1568 tokens = 8 chunks of 196 (one frame pair).
+QUERY_CHUNK = 196
 
 
 def dot_product_attention(q, k, v, *, implementation: str = "auto"):
   """Softmax attention. q, k, v: [B, N, H, Dh] -> [B, N, H, Dh].
 
   "auto" takes the cuDNN fused kernel on GPU for bf16/fp16 inputs (it supports
-  no fp32) and XLA's otherwise.
+  no fp32), the query-chunked kernel on CPU for long sequences, and XLA's
+  otherwise (TPU, short sequences).
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"attention implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
   if implementation == "auto":
-    on_gpu = jax.default_backend() == "gpu"
-    implementation = "cudnn" if on_gpu and q.dtype in (jnp.bfloat16, jnp.float16) else "xla"
+    backend = jax.default_backend()
+    if backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
+      implementation = "cudnn"
+    elif backend == "cpu" and q.shape[1] > QUERY_CHUNK:
+      implementation = "chunked"
+    else:
+      implementation = "xla"
+  if implementation == "chunked":
+    return chunked_attention(q, k, v)
   return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+
+
+def chunked_attention(q, k, v, chunk: int = QUERY_CHUNK):
+  """The same softmax attention, one block of `chunk` queries at a time, each under jax.checkpoint.
+
+  On CPU the whole [B, H, N, N] score matrix of a long sequence (1568 tokens:
+  ~120 MB per layer at batch 2) lives in main memory between forward and
+  backward; a chunk's scores fit in cache, and the backward pass recomputes them
+  instead of reading them back, which is faster than the fused XLA kernel there.
+  """
+  n = q.shape[1]
+  scale = 1.0 / math.sqrt(q.shape[-1])
+
+  @jax.checkpoint
+  def block(qc, k, v):
+    scores = jnp.einsum("bqhd,bkhd->bhqk", qc, k, preferred_element_type=jnp.float32) * scale
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+  return jnp.concatenate([block(q[:, i:i + chunk], k, v) for i in range(0, n, chunk)], axis=1)

@@ -5,6 +5,7 @@ Weights are kept in the layout that makes the logical axes explicit
 parallelism over heads is a sharding rule, and so checkpoint import is a reshape.
 """
 
+import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,6 +138,44 @@ class Block(nnx.Module):
     rngs = (None, None) if rng is None else tuple(jax.random.split(rng))
     x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, rngs[0])
     x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[1])
+    return sharding.constrain(x, ("batch", "act_seq", "act_embed"))
+
+
+class FactorisedBlock(nnx.Module):
+  """ViViT model 3 ("factorised self-attention"): spatial attention among the tokens of one
+  frame, then temporal attention among the tokens of one position, then the MLP.
+
+  Tokens [B, N, D] must be whole frames in (t, s) order, N = num_frames * S (the full grid, or
+  VideoMAE's tube masking, which keeps the same positions in every frame).
+  """
+
+  def __init__(self, dim, num_heads, mlp_dim, *, num_frames: int, qkv_bias="all", norm_eps=1e-6,
+               drop_path_rate=0.0, attention_impl="auto", dtype=jnp.float32, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    attn_kw = dict(qkv_bias=qkv_bias, attention_impl=attention_impl, **kw)
+    self.norm1 = LayerNorm(dim, eps=norm_eps, **kw)
+    self.attn = Attention(dim, num_heads, **attn_kw)
+    self.norm_t = LayerNorm(dim, eps=norm_eps, **kw)
+    self.attn_t = Attention(dim, num_heads, **attn_kw)
+    self.norm2 = LayerNorm(dim, eps=norm_eps, **kw)
+    self.mlp = Mlp(dim, mlp_dim, **kw)
+    self.num_frames = num_frames
+    self.drop_path_rate = drop_path_rate
+
+  def __call__(self, x, rng=None):
+    b, n, d = x.shape
+    t = self.num_frames
+    if n % t:
+      raise ValueError(f"factorised attention needs whole frames: {n} tokens are not {t} frames")
+    rngs = (None,) * 3 if rng is None else tuple(jax.random.split(rng, 3))
+    # Stochastic depth drops a branch for a whole clip, so it is applied in [B, N, D].
+    spatial = self.attn(self.norm1(x).reshape(b * t, n // t, d)).reshape(b, n, d)
+    x = x + drop_path(spatial, self.drop_path_rate, rngs[0])
+    tubes = einops.rearrange(self.norm_t(x), "b (t s) d -> (b s) t d", t=t)
+    temporal = einops.rearrange(self.attn_t(tubes), "(b s) t d -> b (t s) d", b=b)
+    x = x + drop_path(temporal, self.drop_path_rate, rngs[1])
+    x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[2])
     return sharding.constrain(x, ("batch", "act_seq", "act_embed"))
 
 

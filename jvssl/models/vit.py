@@ -1,5 +1,6 @@
-"""Video ViT: tubelet embedding, fixed or learned position embeddings, pre-norm blocks,
-joint space-time attention (ViViT model 1 / VideoMAE / MAE-ST)."""
+"""Video ViT: tubelet embedding, fixed or learned position embeddings, pre-norm blocks with
+joint space-time attention (ViViT model 1 / VideoMAE / MAE-ST) or factorised spatial-then-
+temporal attention (ViViT model 3), mean-pooled or CLS readout."""
 
 import einops
 import jax
@@ -10,6 +11,13 @@ from ml_collections import ConfigDict
 
 from jvssl import registry
 from jvssl.models import layers
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": None,  # nnx.remat without a policy saves nothing.
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 # name: (width, depth, heads, mlp_dim), as in ViT / VideoMAE / VideoMAE v2.
 VARIANTS = {
@@ -51,7 +59,15 @@ class ViT(nnx.Module):
         "final_norm": "tokens",
         "drop_path_rate": 0.0,
         "attention_impl": "auto",
-        "remat": False,  # Recompute each block's activations in the backward pass.
+        # "joint": every token attends to every token; "factorised": ViViT model 3, attention within
+        # each frame then along time at each position (needs whole frames: no random masking).
+        "attention": "joint",
+        # "mean": pooled = mean of the output tokens (VideoMAE); "cls": a learned CLS token's output.
+        "pool": "mean",
+        # Activation checkpointing per block: "none", "full" (recompute everything in the backward
+        # pass), "dots" (keep matmul outputs, recompute the rest), "dots_no_batch" (keep only weight
+        # matmuls without a batch dimension, as MaxText's default).
+        "remat": "none",
     })
 
   def __init__(self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs,
@@ -76,15 +92,29 @@ class ViT(nnx.Module):
                                     (None, "embed"), param_dtype)
     else:
       raise ValueError(f"pos_embed must be 'sincos' or 'learned', not {config.pos_embed!r}")
-    rates = np.linspace(0.0, config.drop_path_rate, depth)
-    self.blocks = nnx.List([
-        layers.Block(width, heads, mlp, qkv_bias=config.qkv_bias, norm_eps=config.norm_eps,
-              drop_path_rate=float(rate), attention_impl=config.attention_impl, **kw)
-        for rate in rates])
+    if config.pool == "cls":
+      if config.attention == "factorised":
+        raise ValueError("a CLS token belongs to no frame: use model.pool='mean' with factorised attention")
+      self.cls_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("embed",),
+                                    param_dtype)
+    elif config.pool != "mean":
+      raise ValueError(f"pool must be 'mean' or 'cls', not {config.pool!r}")
+    self.pool = config.pool
+    block_kw = dict(qkv_bias=config.qkv_bias, norm_eps=config.norm_eps, attention_impl=config.attention_impl, **kw)
+    if config.attention == "joint":
+      make_block = lambda rate: layers.Block(width, heads, mlp, drop_path_rate=rate, **block_kw)
+    elif config.attention == "factorised":
+      make_block = lambda rate: layers.FactorisedBlock(width, heads, mlp, num_frames=self.grid[0],
+                                                       drop_path_rate=rate, **block_kw)
+    else:
+      raise ValueError(f"attention must be 'joint' or 'factorised', not {config.attention!r}")
+    self.blocks = nnx.List([make_block(float(rate)) for rate in np.linspace(0.0, config.drop_path_rate, depth)])
     if config.final_norm not in ("tokens", "pooled"):
       raise ValueError(f"final_norm must be 'tokens' or 'pooled', not {config.final_norm!r}")
     self.final_norm = config.final_norm
     self.norm = layers.LayerNorm(width, eps=config.norm_eps, **kw)
+    if config.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat must be one of {', '.join(REMAT_POLICIES)}, not {config.remat!r}")
     self.remat = config.remat
     self.dtype = dtype
 
@@ -102,13 +132,27 @@ class ViT(nnx.Module):
 
   def encode(self, tokens, rng=None):
     """Runs the blocks (and the token norm) on tokens [B, n, D] (n may be a visible subset)."""
+    return self._encode(tokens, rng)[1]
+
+  def _encode(self, tokens, rng):
+    """-> (CLS output [B, D] or None, token outputs [B, n, D])."""
     rngs = [None] * len(self.blocks) if rng is None else list(jax.random.split(rng, len(self.blocks)))
     x = tokens
+    if self.pool == "cls":
+      cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
+      x = jnp.concatenate([cls, x], axis=1)
+    run = lambda b, y, r: b(y, r)
+    if self.remat != "none":
+      run = nnx.remat(run, policy=REMAT_POLICIES[self.remat])
     for block, block_rng in zip(self.blocks, rngs):
-      x = nnx.remat(lambda b, y, r: b(y, r))(block, x, block_rng) if self.remat else block(x, block_rng)
-    return self.norm(x) if self.final_norm == "tokens" else x
+      x = run(block, x, block_rng)
+    if self.final_norm == "tokens":
+      x = self.norm(x)
+    return (x[:, 0], x[:, 1:]) if self.pool == "cls" else (None, x)
 
-  def __call__(self, video, *, rng=None):
-    tokens = self.encode(self.embed(video), rng)
-    pooled = tokens.mean(axis=1)
+  def __call__(self, video, *, rng=None, train: bool | None = None):
+    if train is False:
+      rng = None  # Evaluation: no stochastic depth.
+    cls, tokens = self._encode(self.embed(video), rng)
+    pooled = cls if self.pool == "cls" else tokens.mean(axis=1)
     return {"tokens": tokens, "pooled": self.norm(pooled) if self.final_norm == "pooled" else pooled}

@@ -79,3 +79,70 @@ def test_bfloat16_compute_keeps_float32_params():
   out = model(jnp.ones((1, 2, 8, 8, 3)))
   assert out["tokens"].dtype == jnp.bfloat16
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def _tiny(**model):
+  c = config_lib.base_config()
+  c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 16, 1, 2, 32
+  c.model.patch_size = (1, 4, 4)
+  c.data.num_frames, c.data.image_size = 3, 8
+  for k, v in model.items():
+    c.model[k] = v
+  return c
+
+
+def test_factorised_attention_is_spatial_then_temporal():
+  block = layers.FactorisedBlock(16, 2, 32, num_frames=3, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (1, 3 * 4, 16))  # 3 frames x 4 positions, (t s) order.
+  frame1 = x.at[:, 4:8].add(1.0)
+  position3 = x.at[:, 3::4].add(1.0)
+  # Temporal branch off: a frame's outputs depend on that frame only.
+  block.attn_t.proj[...] = jnp.zeros_like(block.attn_t.proj[...])
+  block.attn_t.proj_bias[...] = jnp.zeros_like(block.attn_t.proj_bias[...])
+  np.testing.assert_allclose(block(frame1)[:, :4], block(x)[:, :4], atol=1e-6)
+  assert float(jnp.abs(block(frame1)[:, 8:] - block(x)[:, 8:]).max()) == 0.0
+  # Spatial branch off instead: a position's outputs depend on that position (in every frame) only.
+  block = layers.FactorisedBlock(16, 2, 32, num_frames=3, rngs=nnx.Rngs(0))
+  block.attn.proj[...] = jnp.zeros_like(block.attn.proj[...])
+  block.attn.proj_bias[...] = jnp.zeros_like(block.attn.proj_bias[...])
+  changed = jnp.abs(block(position3) - block(x)).max(axis=(0, 2)).reshape(3, 4)
+  assert float(changed[:, :3].max()) == 0.0 and float(changed[:, 3].min()) > 0
+
+
+def test_factorised_vit_runs_and_counts_one_more_attention_per_block():
+  joint = models.build(_tiny(), rngs=nnx.Rngs(0))
+  factorised = models.build(_tiny(attention="factorised"), rngs=nnx.Rngs(0))
+  out = factorised(jnp.ones((2, 3, 8, 8, 3)))
+  assert out["tokens"].shape == (2, 12, 16)
+  # qkv [16, 3, 2, 8], q and v biases, proj [2, 8, 16] and its bias, plus the temporal LayerNorm.
+  per_attention = 16 * 48 + 2 * 16 + 16 * 16 + 16 + 2 * 16
+  count = lambda m: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
+  assert count(factorised) == count(joint) + per_attention
+
+
+def test_cls_readout():
+  model = models.build(_tiny(pool="cls"), rngs=nnx.Rngs(0))
+  video = jax.random.normal(jax.random.key(1), (2, 3, 8, 8, 3))
+  out = model(video)
+  assert out["tokens"].shape == (2, 12, 16) and out["pooled"].shape == (2, 16)
+  assert float(jnp.abs(out["pooled"] - out["tokens"].mean(axis=1)).max()) > 1e-3
+  model.cls_token[...] = jax.random.normal(jax.random.key(2), (16,))
+  assert float(jnp.abs(model(video)["pooled"] - out["pooled"]).max()) > 1e-3
+  with pytest.raises(ValueError, match="CLS"):
+    models.build(_tiny(pool="cls", attention="factorised"), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("policy", ["full", "dots_no_batch"])
+def test_remat_policies_keep_gradients(policy):
+  video = jax.random.normal(jax.random.key(1), (2, 3, 8, 8, 3))
+
+  def grads(config):
+    model = models.build(config, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    loss = lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(video)["pooled"] ** 2)
+    return jax.grad(loss)(params)
+
+  for a, b in zip(jax.tree.leaves(grads(_tiny(remat=policy))), jax.tree.leaves(grads(_tiny()))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="remat"):
+    models.build(_tiny(remat="yes"), rngs=nnx.Rngs(0))

@@ -1,0 +1,387 @@
+"""PyTorch checkpoints -> jvssl parameters: official VideoMAE / VideoMAE v2, Hugging Face
+VideoMAE*, and torchvision's r3d/r2plus1d/s3d.
+
+A converter reads a flat {key: array} source and writes into the pure dicts
+(params, rest) of a freshly initialised jvssl model of the method the config
+names (e.g. `{"encoder": ..., "head": ...}` for "classify", `{"encoder": ...,
+"decoder_blocks": ...}` for "videomae"). Every source key is either consumed or
+listed as unused; every target array that nothing filled is listed as kept at
+initialisation; a shape mismatch is a CheckpointError naming both keys.
+Only numpy here: torch is needed just to read `.pth` files (`load_state_dict`).
+"""
+
+import argparse
+import dataclasses
+import os
+import re
+
+import numpy as np
+
+from jvssl.errors import CheckpointError, ConfigError
+
+FORMATS = ("videomae", "hf_videomae", "torchvision")
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads a `.safetensors`, `.pth`/`.pt`/`.bin` file into float32/int numpy arrays.
+
+  `.pth` files are read with `torch.load(weights_only=True)` (no arbitrary pickles);
+  argparse.Namespace is allowed because the official VideoMAE checkpoints store
+  their `args` that way. Weights nested under "model", "module" or "state_dict"
+  are unwrapped.
+  """
+  if not os.path.isfile(path):
+    raise CheckpointError(f"checkpoint file not found: {path}")
+  if path.endswith(".safetensors"):
+    from safetensors.numpy import load_file
+    return {k: _float32(v) for k, v in load_file(path).items()}
+  try:
+    import torch
+  except ImportError:
+    raise ConfigError("reading .pth checkpoints needs torch: pip install -e '.[convert]'") from None
+  try:
+    with torch.serialization.safe_globals([argparse.Namespace]):
+      obj = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files.
+    raise CheckpointError(f"cannot read {path} with torch.load(weights_only=True): {str(e).splitlines()[0]}") from None
+  for key in ("model", "module", "state_dict"):
+    if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+      obj = obj[key]
+      break
+  if not isinstance(obj, dict):
+    raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
+  return {k: _float32(v.float().numpy() if v.is_floating_point() else v.numpy())
+          for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _float32(x: np.ndarray) -> np.ndarray:
+  return x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
+
+
+@dataclasses.dataclass
+class Report:
+  unused: list[str]  # Source keys nothing consumed.
+  kept: list[str]  # Target arrays left at their initialisation.
+  ignored: list[str]  # Source keys consumed on purpose without a target (e.g. BatchNorm step counters).
+
+  def lines(self) -> list[str]:
+    out = []
+    for title, keys in (("source keys not used", self.unused), ("kept at initialisation", self.kept),
+                        ("ignored on purpose", self.ignored)):
+      if keys:
+        out.append(f"{title} ({len(keys)}): {', '.join(keys)}")
+    return out
+
+
+class Mapper:
+  """Copies source arrays into nested target dicts, checking shapes and recording what was used."""
+
+  def __init__(self, source: dict[str, np.ndarray], params: dict, rest: dict, names: dict[str, str] | None = None):
+    self.source = source
+    self.names = names or {}  # Internal key -> the key as the file spells it, for messages.
+    self.trees = {"params": params, "rest": rest}
+    self.used: set[str] = set()
+    self.ignored: list[str] = []
+    self.filled: set[str] = set()
+
+  def has(self, key: str) -> bool:
+    return key in self.source
+
+  def take(self, key: str) -> np.ndarray:
+    if key not in self.source:
+      raise CheckpointError(f"source checkpoint has no '{self.names.get(key, key)}'"
+                            " (is --from the right format for this file?)")
+    self.used.add(key)
+    return self.source[key]
+
+  def ignore(self, key: str) -> None:
+    if key in self.source:
+      self.used.add(key)
+      self.ignored.append(self.names.get(key, key))
+
+  def target(self, path: tuple) -> tuple[str, dict, object]:
+    """(tree name, parent dict, leaf key) of `path`, which starts with "params" or "rest"."""
+    node = self.trees[path[0]]
+    for part in path[1:-1]:
+      if part not in node:
+        raise CheckpointError(f"this config's model has no '{_name(path)}' (does the config match the checkpoint?)")
+      node = node[part]
+    if path[-1] not in node:
+      raise CheckpointError(f"this config's model has no '{_name(path)}' (does the config match the checkpoint?)")
+    return path[0], node, path[-1]
+
+  def exists(self, path: tuple) -> bool:
+    try:
+      self.target(path)
+    except CheckpointError:
+      return False
+    return True
+
+  def put(self, path: tuple, value: np.ndarray, key: str) -> None:
+    _, node, leaf = self.target(path)
+    expected = tuple(np.shape(node[leaf]))
+    if tuple(value.shape) != expected:
+      raise CheckpointError(f"'{self.names.get(key, key)}' has shape {tuple(value.shape)} after conversion but '{_name(path)}'"
+                            f" needs {expected}: the config's model does not match the checkpoint")
+    node[leaf] = np.asarray(value, dtype=node[leaf].dtype)
+    self.filled.add(_name(path))
+
+  def copy(self, key: str, path: tuple, fn=lambda x: x) -> None:
+    self.put(path, fn(self.take(key)), key)
+
+  def report(self) -> Report:
+    targets = []
+    for tree_name, tree in self.trees.items():
+      targets += [_name((tree_name, *p)) for p in _paths(tree)]
+    return Report(unused=sorted(self.names.get(k, k) for k in set(self.source) - self.used),
+                  kept=sorted(t for t in targets if t not in self.filled and not t.endswith("pos_embed")),
+                  ignored=self.ignored)
+
+
+def _name(path: tuple) -> str:
+  return "/".join(str(p) for p in path)
+
+
+def _paths(tree, prefix=()):
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _paths(v, prefix + (k,))
+  else:
+    yield prefix
+
+
+# ---- transformers / ViT ----------------------------------------------------------------------------
+
+def linear_kernel(w):  # torch Linear weight [out, in] -> Dense kernel [in, out].
+  return w.T
+
+
+def conv3d_kernel(w):  # torch Conv3d weight [out, in, kt, kh, kw] -> [kt, kh, kw, in, out].
+  return np.transpose(w, (2, 3, 4, 1, 0))
+
+
+def map_block(m: Mapper, src: str, dst: tuple) -> None:
+  """One official-layout transformer block (`blocks.i.`) into a layers.Block."""
+  m.copy(src + "norm1.weight", dst + ("norm1", "scale"))
+  m.copy(src + "norm1.bias", dst + ("norm1", "bias"))
+  m.copy(src + "norm2.weight", dst + ("norm2", "scale"))
+  m.copy(src + "norm2.bias", dst + ("norm2", "bias"))
+  _, attn, _ = m.target(dst + ("attn", "qkv"))
+  dim, _, heads, head_dim = np.shape(attn["qkv"])
+  m.copy(src + "attn.qkv.weight", dst + ("attn", "qkv"), lambda w: w.T.reshape(dim, 3, heads, head_dim))
+  m.copy(src + "attn.proj.weight", dst + ("attn", "proj"), lambda w: w.T.reshape(heads, head_dim, dim))
+  m.copy(src + "attn.proj.bias", dst + ("attn", "proj_bias"))
+  # q/v biases (VideoMAE, BEiT) or one fused bias; the key bias cancels in the softmax.
+  if m.has(src + "attn.q_bias"):
+    q, v = m.take(src + "attn.q_bias"), m.take(src + "attn.v_bias")
+    k = np.zeros_like(q)
+  elif m.has(src + "attn.qkv.bias"):
+    q, k, v = np.split(m.take(src + "attn.qkv.bias"), 3)
+  else:
+    q = k = v = None
+  if "q_bias" in attn:
+    if q is None:
+      raise CheckpointError(f"'{src}attn' has no q/v biases but the config wants them (model.qkv_bias='none'?)")
+    m.put(dst + ("attn", "q_bias"), q.reshape(heads, head_dim), src + "attn.q_bias")
+    m.put(dst + ("attn", "v_bias"), v.reshape(heads, head_dim), src + "attn.v_bias")
+  elif "qkv_bias" in attn:
+    if q is None:
+      raise CheckpointError(f"'{src}attn' has no q/k/v biases but the config wants them (model.qkv_bias='none'?)")
+    m.put(dst + ("attn", "qkv_bias"), np.stack([q, k, v]).reshape(3, heads, head_dim), src + "attn.qkv.bias")
+  elif q is not None:
+    raise CheckpointError(f"'{src}attn' has q/v biases but the config has none: set model.qkv_bias='qv'")
+  for name in ("fc1", "fc2"):
+    m.copy(f"{src}mlp.{name}.weight", dst + ("mlp", name, "kernel"), linear_kernel)
+    m.copy(f"{src}mlp.{name}.bias", dst + ("mlp", name, "bias"))
+
+
+def map_vit(m: Mapper, src: str, dst: tuple, final_norm: str) -> None:
+  """An official-layout VideoMAE encoder (keys after prefix `src`) into a jvssl ViT at `dst`."""
+  m.copy(src + "patch_embed.proj.weight", ("params", *dst, "patch_embed"), conv3d_kernel)
+  m.copy(src + "patch_embed.proj.bias", ("params", *dst, "patch_bias"))
+  if m.exists(("params", *dst, "pos_embed")):
+    m.copy(src + "pos_embed", ("params", *dst, "pos_embed"), lambda x: x.reshape(x.shape[-2:]))
+  elif m.has(src + "pos_embed"):
+    _check_sincos(m, src + "pos_embed", ("rest", *dst, "pos_embed"))
+  if m.exists(("params", *dst, "cls_token")):
+    m.copy(src + "cls_token", ("params", *dst, "cls_token"), lambda x: x.reshape(-1))
+  i = 0
+  while m.has(f"{src}blocks.{i}.norm1.weight"):
+    map_block(m, f"{src}blocks.{i}.", ("params", *dst, "blocks", i))
+    i += 1
+  _, blocks, _ = m.target(("params", *dst, "blocks"))
+  if i != len(blocks["blocks"]):
+    raise CheckpointError(f"the checkpoint has {i} encoder blocks, the config's model {len(blocks['blocks'])}:"
+                          " set model.variant/model.depth to match")
+  # Pretraining checkpoints normalise every token ("norm"); fine-tuned ones the pooled feature ("fc_norm").
+  # The other one stays unused, as VideoMAE's own fine-tuning code does.
+  norm = src + ("norm" if final_norm == "tokens" else "fc_norm")
+  if m.has(norm + ".weight"):
+    m.copy(norm + ".weight", ("params", *dst, "norm", "scale"))
+    m.copy(norm + ".bias", ("params", *dst, "norm", "bias"))
+
+
+def _check_sincos(m: Mapper, key: str, path: tuple) -> None:
+  _, node, leaf = m.target(path)
+  value = m.take(key)
+  ours = np.asarray(node[leaf])
+  if value.reshape(-1).shape != ours.reshape(-1).shape or not np.allclose(value.reshape(ours.shape), ours, atol=1e-4):
+    raise CheckpointError(f"'{key}' is not the fixed sinusoid table this config uses: set model.pos_embed='learned'")
+
+
+def map_videomae_decoder(m: Mapper) -> None:
+  """The VideoMAE pretraining decoder (`decoder.`, `encoder_to_decoder`, `mask_token`) into VideoMAEModel."""
+  m.copy("encoder_to_decoder.weight", ("params", "encoder_to_decoder", "kernel"), linear_kernel)
+  m.copy("mask_token", ("params", "mask_token"), lambda x: x.reshape(-1))
+  i = 0
+  while m.has(f"decoder.blocks.{i}.norm1.weight"):
+    map_block(m, f"decoder.blocks.{i}.", ("params", "decoder_blocks", i))
+    i += 1
+  m.copy("decoder.norm.weight", ("params", "decoder_norm", "scale"))
+  m.copy("decoder.norm.bias", ("params", "decoder_norm", "bias"))
+  m.copy("decoder.head.weight", ("params", "decoder_head", "kernel"), linear_kernel)
+  m.copy("decoder.head.bias", ("params", "decoder_head", "bias"))
+
+
+def official_videomae(m: Mapper, model_config) -> None:
+  """Official VideoMAE / VideoMAE v2 keys: pretraining (`encoder.`/`decoder.`) or fine-tuned (no prefix)."""
+  keys = list(m.source)
+  prefix = next((p for p in ("encoder.", "backbone.") if any(k.startswith(p + "blocks.") for k in keys)), "")
+  map_vit(m, prefix, ("encoder",), model_config.final_norm)
+  if m.exists(("params", "decoder_head", "kernel")) and m.has("decoder.head.weight"):
+    map_videomae_decoder(m)
+  if m.exists(("params", "head", "kernel")) and m.has("head.weight"):
+    m.copy("head.weight", ("params", "head", "kernel"), linear_kernel)
+    m.copy("head.bias", ("params", "head", "bias"))
+
+
+_HF_BLOCK = (
+    ("layernorm_before.", "norm1."), ("layernorm_after.", "norm2."), ("intermediate.dense.", "mlp.fc1."),
+    ("output.dense.", "mlp.fc2."), ("attention.output.dense.", "attn.proj."),
+    ("attention.attention.q_bias", "attn.q_bias"), ("attention.attention.v_bias", "attn.v_bias"),
+    ("attention.attention.query.bias", "attn.q_bias"), ("attention.attention.value.bias", "attn.v_bias"),
+)
+
+
+def hf_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """Renames transformers' VideoMAEModel / ForPreTraining / ForVideoClassification keys to the official layout.
+
+  Both transformers' old (`q_bias`, `v_bias`) and new (`query.bias`, `value.bias`) names map to
+  the official `attn.q_bias`/`attn.v_bias`, so neither is dropped; the separate q/k/v weights
+  become one `attn.qkv.weight`. Keys it does not know keep their names (and are reported unused).
+  Returns (renamed arrays, {new key: original key}).
+  """
+  out, names, qkv = {}, {}, {}
+  for key, value in source.items():
+    k = key[len("videomae."):] if key.startswith("videomae.") else key
+    k = re.sub(r"^embeddings\.patch_embeddings\.projection\.", "encoder.patch_embed.proj.", k)
+    k = re.sub(r"^embeddings\.position_embeddings$", "encoder.pos_embed", k)
+    k = re.sub(r"^encoder\.layer\.(\d+)\.", r"encoder.blocks.\1.", k)
+    k = re.sub(r"^decoder\.decoder_layers\.(\d+)\.", r"decoder.blocks.\1.", k)
+    k = {"layernorm.weight": "encoder.norm.weight", "layernorm.bias": "encoder.norm.bias",
+         "fc_norm.weight": "encoder.fc_norm.weight", "fc_norm.bias": "encoder.fc_norm.bias",
+         "classifier.weight": "head.weight", "classifier.bias": "head.bias"}.get(k, k)
+    block = re.match(r"^((?:encoder|decoder)\.blocks\.\d+\.)(.*)$", k)
+    if block:
+      start, rest = block.groups()
+      proj = re.match(r"^attention\.attention\.(query|key|value)\.weight$", rest)
+      if proj:
+        qkv.setdefault(start, {})[proj.group(1)] = (key, value)
+        continue
+      for old, new in _HF_BLOCK:
+        if rest.startswith(old):
+          rest = new + rest[len(old):]
+          break
+      k = start + rest
+    out[k], names[k] = value, key
+  for start, parts in qkv.items():
+    if set(parts) != {"query", "key", "value"}:
+      raise CheckpointError(f"'{start}' has only {sorted(parts)} of the query/key/value projections")
+    out[start + "attn.qkv.weight"] = np.concatenate([parts[p][1] for p in ("query", "key", "value")])
+    names[start + "attn.qkv.weight"] = parts["query"][0].replace("query.weight", "{query,key,value}.weight")
+  return out, names
+
+
+# ---- torchvision 3D CNNs ---------------------------------------------------------------------------
+
+def map_convbn(m: Mapper, conv_key: str, bn_key: str, dst: tuple) -> None:
+  """torchvision Conv3d (no bias) + BatchNorm3d into a conv.ConvBN at `dst`."""
+  m.copy(conv_key + ".weight", ("params", *dst, "conv", "kernel"), conv3d_kernel)
+  m.copy(bn_key + ".weight", ("params", *dst, "norm", "scale"))
+  m.copy(bn_key + ".bias", ("params", *dst, "norm", "bias"))
+  m.copy(bn_key + ".running_mean", ("rest", *dst, "norm", "mean"))
+  m.copy(bn_key + ".running_var", ("rest", *dst, "norm", "var"))
+  m.ignore(bn_key + ".num_batches_tracked")  # Only used by momentum=None BatchNorm, never here.
+
+
+def _units_names(prefix: str, n: int) -> list[tuple[str, str]]:
+  """(conv, bn) key pairs of a torchvision conv unit: `p.0`/`p.1`, or Conv2Plus1D's `p.0.0`/`p.0.1`, `p.0.3`/`p.1`."""
+  if n == 1:
+    return [(prefix + ".0", prefix + ".1")]
+  return [(prefix + ".0.0", prefix + ".0.1"), (prefix + ".0.3", prefix + ".1")]
+
+
+def torchvision_resnet(m: Mapper, encoder) -> None:
+  """torchvision VideoResNet (r3d_18, r2plus1d_18, mc3 layouts, bottleneck variants) into resnet3d.VideoResNet."""
+  for i in range(len(encoder.stem)):
+    map_convbn(m, f"stem.{3 * i}", f"stem.{3 * i + 1}", ("encoder", "stem", i))
+  for s, stage in enumerate(encoder.layers):
+    for b, block in enumerate(stage):
+      src = f"layer{s + 1}.{b}."
+      for p, part in enumerate(block.parts):
+        for u, (ck, bk) in enumerate(_units_names(f"{src}conv{p + 1}", len(part))):
+          map_convbn(m, ck, bk, ("encoder", "layers", s, b, "parts", p, u))
+      if block.downsample is not None:
+        map_convbn(m, src + "downsample.0", src + "downsample.1", ("encoder", "layers", s, b, "downsample"))
+  if m.exists(("params", "head", "kernel")):
+    m.copy("fc.weight", ("params", "head", "kernel"), linear_kernel)
+    m.copy("fc.bias", ("params", "head", "bias"))
+
+
+def torchvision_s3d(m: Mapper, encoder) -> None:
+  """torchvision S3D into s3d.S3D (same `features` indices)."""
+  from jvssl.models import conv, s3d
+
+  def sep(src, dst):
+    map_convbn(m, src + ".0.0", src + ".0.1", dst + ("spatial",))
+    map_convbn(m, src + ".1.0", src + ".1.1", dst + ("temporal",))
+
+  for i, layer in enumerate(encoder.features):
+    src, dst = f"features.{i}", ("encoder", "features", i)
+    if isinstance(layer, s3d.SepConv):
+      sep(src, dst)
+    elif isinstance(layer, conv.ConvBN):
+      map_convbn(m, src + ".0", src + ".1", dst)
+    elif isinstance(layer, s3d.Inception):
+      map_convbn(m, src + ".branch0.0", src + ".branch0.1", dst + ("branch0",))
+      for b in ("branch1", "branch2"):
+        map_convbn(m, f"{src}.{b}.0.0", f"{src}.{b}.0.1", dst + (b, 0))
+        sep(f"{src}.{b}.1", dst + (b, 1))
+      map_convbn(m, src + ".branch3.1.0", src + ".branch3.1.1", dst + ("branch3", 1))
+  if m.exists(("params", "head", "kernel")):
+    # A 1x1x1 conv on features pooled to one position is a linear layer.
+    m.copy("classifier.1.weight", ("params", "head", "kernel"), lambda w: w.reshape(w.shape[:2]).T)
+    m.copy("classifier.1.bias", ("params", "head", "bias"))
+
+
+def convert(fmt: str, source: dict[str, np.ndarray], model, params: dict, rest: dict, model_config) -> Report:
+  """Fills `params`/`rest` (pure dicts of `model`, the method's module, modified in place) from `source`."""
+  if fmt not in FORMATS:
+    raise ConfigError(f"--from must be one of {', '.join(FORMATS)}, not '{fmt}'")
+  if fmt in ("videomae", "hf_videomae"):
+    if model_config.name != "vit":
+      raise ConfigError(f"VideoMAE checkpoints need model.name='vit', not '{model_config.name}'")
+    names = None
+    if fmt == "hf_videomae":
+      source, names = hf_to_official(source)
+    m = Mapper(source, params, rest, names)
+    official_videomae(m, model_config)
+    return m.report()
+  m = Mapper(source, params, rest)
+  if model_config.name in ("r3d", "r2plus1d"):
+    torchvision_resnet(m, model.encoder)
+  elif model_config.name == "s3d":
+    torchvision_s3d(m, model.encoder)
+  else:
+    raise ConfigError(f"no torchvision import for model '{model_config.name}' (known: r3d, r2plus1d, s3d)")
+  return m.report()

@@ -1,0 +1,95 @@
+"""Imports PyTorch weights into a jvssl checkpoint that `jvssl.main` resumes or evaluates.
+
+  python -m jvssl.tools.import_weights --from=videomae --src=vit_b_k400_pt.pth \
+      --config=configs/videomae_k400.py --out=/tmp/run [--config.model.variant=B ...]
+
+Formats: `videomae` (official VideoMAE / VideoMAE v2 .pth), `hf_videomae`
+(transformers VideoMAE* .safetensors or .bin), `torchvision` (r3d_18,
+r2plus1d_18, s3d and the other VideoResNets). The train state of the config's
+method is initialised, the checkpoint's arrays replace what they map to, and the
+result is saved as step 0 of `--out`: `python -m jvssl.main --config=<same>
+--workdir=<out>` then trains (fine-tunes) from it, `--mode=eval` evaluates it.
+Unused source keys and target arrays left at initialisation are printed and
+written to `<out>/import_report.txt`.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+log = logging.getLogger("jvssl")
+
+
+def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
+  """Writes step 0 of `out` from `src`; returns the report lines."""
+  import jax
+  from flax import nnx
+
+  from jvssl import checkpointing, sharding, train
+  from jvssl.config import to_json
+  from jvssl.errors import UserError
+  from jvssl.errors import ConfigError
+  from jvssl.models import convert
+
+  if fmt not in convert.FORMATS:
+    raise ConfigError(f"--from must be one of {', '.join(convert.FORMATS)}, not '{fmt}'")
+  checkpointing.check_writable(out)
+  ckpt = checkpointing.Checkpointer(out, keep=config.train.keep_checkpoints, async_save=False)
+  if ckpt.latest_step() is not None:
+    ckpt.close()
+    raise UserError(f"{ckpt.directory} already has checkpoints; import into an empty --out")
+  source = convert.load_state_dict(src)
+  # The schedule's length does not change the state's structure, so no data is needed here.
+  trainer = train.Trainer(config, sharding.make_mesh(config.mesh), 1, 1.0)
+  state = trainer.init(config.seed)
+  params, rest = jax.device_get(state.params), jax.device_get(state.rest)
+  abstract = nnx.eval_shape(lambda: trainer.method.build(nnx.Rngs(0)))
+  report = convert.convert(fmt, source, abstract, params, rest, config.model)
+  shardings = trainer.state_shardings
+  params = jax.device_put(params, shardings.params)
+  opt_state = jax.jit(trainer.tx.init, out_shardings=shardings.opt_state)(params)
+  state = state.replace(params=params, rest=jax.device_put(rest, shardings.rest), opt_state=opt_state)
+  ckpt.save(0, state, {"step": 0, "config": json.loads(to_json(config)), "imported_from": os.path.abspath(src),
+                       "format": fmt})
+  ckpt.wait()
+  ckpt.close()
+  lines = report.lines()
+  if jax.process_index() == 0:
+    with open(os.path.join(out, "import_report.txt"), "w") as f:
+      f.write("\n".join([f"imported {src} ({fmt}) into {ckpt.directory}/0", *lines]) + "\n")
+  return lines
+
+
+def main(argv=None) -> int:
+  from jvssl.main import setup_logging
+  setup_logging()
+  parser = argparse.ArgumentParser(prog="python -m jvssl.tools.import_weights", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--from", dest="fmt", required=True, help="videomae, hf_videomae or torchvision")
+  parser.add_argument("--src", required=True, help=".pth, .bin or .safetensors file")
+  parser.add_argument("--config", required=True, help="the config that will train from the weights")
+  parser.add_argument("--out", required=True, help="workdir to create (checkpoint at step 0)")
+  args, rest = parser.parse_known_args(argv)
+  overrides = []
+  for item in rest:
+    if not item.startswith("--config."):
+      parser.error(f"unrecognised argument {item} (config fields are set with --config.field=value)")
+    overrides.append(item[len("--config."):])
+  from jvssl import config as config_lib
+  from jvssl.errors import UserError
+  try:
+    config = config_lib.load(args.config, overrides)
+    lines = import_weights(args.fmt, args.src, config, args.out)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  for line in lines:
+    log.info("%s", line)
+  log.info("wrote %s/checkpoints/0; train or evaluate with --config=%s --workdir=%s", args.out, args.config, args.out)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
