@@ -1,0 +1,177 @@
+"""Views and pretext labels made on the device from clips, from a PRNG key (pure functions, jittable).
+
+Every view keeps the clip's geometry [T, S, S, 3], so any backbone (including
+a ViT with a fixed position table) sees the shape it was built for: a view of
+fewer frames or a lower frame rate is a shorter temporal window resampled to
+T frames, a small spatial crop is resized to S x S.
+"""
+
+import itertools
+
+import einops
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def resample_time(video: jax.Array, start: jax.Array, rate: jax.Array) -> jax.Array:
+  """video [B, T, H, W, C]; start, rate: float [B] -> frames floor(start + rate * t), t < T, clipped to the clip."""
+  t = video.shape[1]
+  idx = jnp.clip(jnp.floor(start[:, None] + rate[:, None] * jnp.arange(t)), 0, t - 1).astype(jnp.int32)
+  return jnp.take_along_axis(video, idx[:, :, None, None, None], axis=1)
+
+
+def crop_resize(video: jax.Array, boxes: jax.Array, size: int) -> jax.Array:
+  """video [B, T, H, W, C]; boxes [B, 4] (top, left, height, width) as fractions -> [B, T, size, size, C]."""
+  h, w = video.shape[2], video.shape[3]
+
+  def one(clip, box):
+    scale = jnp.array([size / (box[2] * h), size / (box[3] * w)])
+    translation = -jnp.array([box[0] * h, box[1] * w]) * scale
+    out_shape = (clip.shape[0], size, size, clip.shape[3])
+    return jax.image.scale_and_translate(clip.astype(jnp.float32), out_shape, (1, 2), scale, translation,
+                                         "linear", antialias=True)
+
+  return jax.vmap(one)(video, boxes).astype(video.dtype)
+
+
+def random_boxes(rng: jax.Array, batch: int, scale: tuple[float, float], ratio=(3 / 4, 4 / 3)) -> jax.Array:
+  """Random-resized-crop boxes [batch, 4] (top, left, height, width) as fractions of the frame."""
+  k_area, k_ratio, k_pos = jax.random.split(rng, 3)
+  area = jax.random.uniform(k_area, (batch,), minval=scale[0], maxval=scale[1])
+  aspect = jnp.exp(jax.random.uniform(k_ratio, (batch,), minval=np.log(ratio[0]), maxval=np.log(ratio[1])))
+  height = jnp.minimum(jnp.sqrt(area / aspect), 1.0)
+  width = jnp.minimum(jnp.sqrt(area * aspect), 1.0)
+  pos = jax.random.uniform(k_pos, (batch, 2))
+  return jnp.stack([pos[:, 0] * (1 - height), pos[:, 1] * (1 - width), height, width], axis=1)
+
+
+def random_view(rng: jax.Array, video: jax.Array, *, crop_scale: tuple[float, float],
+                frame_fraction: tuple[float, float], flip: bool = True) -> jax.Array:
+  """One spatio-temporal view per clip: a window of a random fraction of the clip's duration (so fewer
+  distinct frames, a lower rate), a random resized crop, a random flip. video [B, T, S, S, C] -> same shape."""
+  b, t, size = video.shape[0], video.shape[1], video.shape[2]
+  k_frac, k_start, k_box, k_flip = jax.random.split(rng, 4)
+  fraction = jax.random.uniform(k_frac, (b,), minval=frame_fraction[0], maxval=frame_fraction[1])
+  start = jax.random.uniform(k_start, (b,)) * (1.0 - fraction) * t
+  view = resample_time(video, start, fraction)
+  view = crop_resize(view, random_boxes(k_box, b, crop_scale), size)
+  if flip:
+    flipped = jax.random.bernoulli(k_flip, 0.5, (b,))
+    view = jnp.where(flipped[:, None, None, None, None], view[:, :, :, ::-1], view)
+  return view
+
+
+def multi_view(rng: jax.Array, video: jax.Array, num_views: int, **view_kw) -> jax.Array:
+  """num_views independent random_views: video [B, T, S, S, C] -> [B, V, T, S, S, C]."""
+  return jnp.stack([random_view(k, video, **view_kw) for k in jax.random.split(rng, num_views)], axis=1)
+
+
+def speed_views(rng: jax.Array, video: jax.Array, speeds: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
+  """Playback-speed views: label k plays the clip at rate speeds[k] / max(speeds) (the fastest is the clip
+  itself, slower ones repeat frames of a shorter window). Returns (views [B, T, ...], labels int32 [B])."""
+  b, t = video.shape[:2]
+  k_label, k_start = jax.random.split(rng)
+  labels = jax.random.randint(k_label, (b,), 0, len(speeds))
+  rate = jnp.asarray(speeds, jnp.float32)[labels] / max(speeds)
+  start = jax.random.uniform(k_start, (b,)) * (1.0 - rate) * t
+  return resample_time(video, start, rate), labels
+
+
+def permutation_set(n: int, count: int, seed: int = 0) -> np.ndarray:
+  """`count` permutations of range(n) far apart in Hamming distance (greedy max-min, as the jigsaw
+  papers choose them), identity first. Deterministic given (n, count, seed). Returns int32 [count, n]."""
+  all_perms = np.array(list(itertools.permutations(range(n))), np.int32)
+  if count > len(all_perms):
+    raise ValueError(f"only {len(all_perms)} permutations of {n} items, asked for {count}")
+  rng = np.random.default_rng(seed)
+  chosen = [0]
+  distance = (all_perms != all_perms[0]).sum(1)
+  for _ in range(count - 1):
+    best = np.flatnonzero(distance == distance.max())
+    pick = int(rng.choice(best))
+    chosen.append(pick)
+    distance = np.minimum(distance, (all_perms != all_perms[pick]).sum(1))
+  return all_perms[chosen]
+
+
+def _random_permutations(rng, batch: int, perms: np.ndarray) -> tuple[jax.Array, jax.Array]:
+  labels = jax.random.randint(rng, (batch,), 0, len(perms))
+  return jnp.asarray(perms)[labels], labels
+
+
+def shuffle_segments(rng: jax.Array, video: jax.Array, perms: np.ndarray) -> tuple[jax.Array, jax.Array]:
+  """Temporal order: the clip cut into n = perms.shape[1] segments played in the order of a permutation from
+  `perms`. video [B, T, ...] (T divisible by n) -> (shuffled video, labels int32 [B]: index into perms)."""
+  b, t = video.shape[:2]
+  n = perms.shape[1]
+  if t % n:
+    raise ValueError(f"{t} frames do not split into {n} segments")
+  perm, labels = _random_permutations(rng, b, perms)
+  seg = t // n
+  idx = (perm[:, :, None] * seg + jnp.arange(seg)).reshape(b, t)
+  return jnp.take_along_axis(video, idx.reshape(b, t, *([1] * (video.ndim - 2))), axis=1), labels
+
+
+def jigsaw(rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int]
+           ) -> tuple[jax.Array, jax.Array]:
+  """Spatio-temporal jigsaw: the clip cut into a (time, height, width) grid of cells, the cells placed in
+  the order of a permutation from `perms` (perms.shape[1] == cells). Returns (video, labels int32 [B])."""
+  gt, gh, gw = grid
+  if perms.shape[1] != gt * gh * gw:
+    raise ValueError(f"permutations of {perms.shape[1]} items do not fit a {gt}x{gh}x{gw} grid")
+  perm, labels = _random_permutations(rng, video.shape[0], perms)
+  cells = einops.rearrange(video, "b (gt t) (gh h) (gw w) c -> b (gt gh gw) t h w c", gt=gt, gh=gh, gw=gw)
+  cells = jnp.take_along_axis(cells, perm.reshape(*perm.shape, 1, 1, 1, 1), axis=1)
+  return einops.rearrange(cells, "b (gt gh gw) t h w c -> b (gt t) (gh h) (gw w) c", gt=gt, gh=gh, gw=gw), labels
+
+
+def rotate(rng: jax.Array, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Rotation by k * 90 degrees in the image plane (square frames). Returns (video, labels k int32 [B])."""
+  labels = jax.random.randint(rng, (video.shape[0],), 0, 4)
+  rotations = jnp.stack([jnp.rot90(video, k, axes=(2, 3)) for k in range(4)], axis=1)
+  return jnp.take_along_axis(rotations, labels.reshape(-1, 1, 1, 1, 1, 1), axis=1)[:, 0], labels
+
+
+def color_jitter(rng: jax.Array, video: jax.Array, strength: float, grayscale_prob: float = 0.2) -> jax.Array:
+  """Per-clip photometric jitter of normalised video [B, T, H, W, C]: a random gain in 1 +- strength and
+  offset in +- strength (units of the data std) per channel, then grey with probability grayscale_prob.
+  Without it a contrastive method can match clips by their colours alone."""
+  b, c = video.shape[0], video.shape[-1]
+  k_gain, k_offset, k_gray = jax.random.split(rng, 3)
+  gain = 1.0 + strength * jax.random.uniform(k_gain, (b, 1, 1, 1, c), minval=-1.0, maxval=1.0)
+  offset = strength * jax.random.uniform(k_offset, (b, 1, 1, 1, c), minval=-1.0, maxval=1.0)
+  video = video * gain + offset
+  gray = jax.random.bernoulli(k_gray, grayscale_prob, (b, 1, 1, 1, 1))
+  return jnp.where(gray, video.mean(axis=-1, keepdims=True), video)
+
+
+def clip_views(rng: jax.Array, video: jax.Array, num_views: int, *, color_strength: float = 0.0,
+               **view_kw) -> jax.Array:
+  """The views an embedding method contrasts: video [B, K, T, S, S, C] or [B, T, S, S, C] -> [B, V, T, S, S, C].
+
+  With K >= num_views clips per video from the data (each with its own host-side crop and, with
+  data.max_clip_distance / synthetic.video_length, its own time), the first num_views clips are the views
+  (CVRL's temporally consistent spatial augmentation and temporal interval sampling). Otherwise the views
+  are made here from the first clip with `random_view(**view_kw)`. color_strength > 0 adds color_jitter.
+  """
+  view_rng, color_rng = jax.random.split(rng)
+  if video.ndim == 6 and video.shape[1] >= num_views:
+    out = video[:, :num_views]
+  else:
+    out = multi_view(view_rng, first_clip(video), num_views, **view_kw)
+  if color_strength > 0:
+    flat = einops.rearrange(out, "b v ... -> (b v) ...")
+    out = color_jitter(color_rng, flat, color_strength).reshape(out.shape)
+  return out
+
+
+def first_clip(video: jax.Array) -> jax.Array:
+  """[B, K, T, H, W, C] -> its first clip [B, T, H, W, C]; a single clip [B, T, H, W, C] as it is."""
+  return video[:, 0] if video.ndim == 6 else video
+
+
+def options(method_config) -> dict:
+  """clip_views' keyword arguments from an embedding method's config (view_crop_scale, ...)."""
+  return dict(crop_scale=tuple(method_config.view_crop_scale), frame_fraction=tuple(method_config.view_frame_fraction),
+              color_strength=method_config.view_color_strength)

@@ -1,0 +1,52 @@
+import jax
+import numpy as np
+import pytest
+
+from jvssl.methods import views
+
+VIDEO = jax.random.uniform(jax.random.key(0), (3, 4, 16, 16, 3))
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: views.multi_view(k, VIDEO, 2, crop_scale=(0.2, 1.0), frame_fraction=(0.25, 1.0)),
+    lambda k: views.clip_views(k, VIDEO[:, None], 2, crop_scale=(0.2, 1.0), frame_fraction=(0.25, 1.0),
+                               color_strength=0.5),
+    lambda k: views.speed_views(k, VIDEO, (1, 2, 4)),
+    lambda k: views.shuffle_segments(k, VIDEO, views.permutation_set(2, 2)),
+    lambda k: views.jigsaw(k, VIDEO, views.permutation_set(4, 8), (1, 2, 2)),
+    lambda k: views.rotate(k, VIDEO),
+])
+def test_views_are_a_function_of_the_key(make):
+  a, b, c = make(jax.random.key(1)), make(jax.random.key(1)), make(jax.random.key(2))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+def test_permutation_set_is_deterministic_distinct_and_starts_with_identity():
+  perms = views.permutation_set(4, 10, seed=3)
+  np.testing.assert_array_equal(perms, views.permutation_set(4, 10, seed=3))
+  assert len({tuple(p) for p in perms}) == 10
+  np.testing.assert_array_equal(perms[0], np.arange(4))
+  # Far apart: the first pick differs from the identity everywhere.
+  assert (perms[1] != np.arange(4)).all()
+
+
+def test_labels_say_how_the_clip_was_changed():
+  perms = views.permutation_set(4, 6)
+  shuffled, labels = views.shuffle_segments(jax.random.key(4), VIDEO, perms)
+  for i, label in enumerate(np.asarray(labels)):
+    np.testing.assert_array_equal(shuffled[i], VIDEO[i][perms[label]])
+  rotated, k = views.rotate(jax.random.key(5), VIDEO)
+  for i in range(3):
+    np.testing.assert_array_equal(rotated[i], np.rot90(VIDEO[i], int(k[i]), axes=(1, 2)))
+  puzzle, labels = views.jigsaw(jax.random.key(6), VIDEO, views.permutation_set(4, 8), (1, 2, 2))
+  cells = lambda v: [v[:, :8, :8], v[:, :8, 8:], v[:, 8:, :8], v[:, 8:, 8:]]
+  for i, label in enumerate(np.asarray(labels)):
+    perm = views.permutation_set(4, 8)[label]
+    for position, source in enumerate(perm):
+      np.testing.assert_array_equal(cells(puzzle[i])[position], cells(VIDEO[i])[source])
+  fast, labels = views.speed_views(jax.random.key(7), VIDEO, (1, 4))
+  for i, label in enumerate(np.asarray(labels)):
+    distinct = len({np.asarray(f).tobytes() for f in fast[i]})
+    assert distinct == 4 if label == 1 else distinct <= 2  # A quarter rate spans one frame interval.
