@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CONVERT_STAMP := $(VENV)/.installed-convert
 DEMO_WORKDIR ?= workdirs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install install-convert clean-venv
 
 install: $(STAMP)
 
@@ -15,10 +16,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# torch's CPU build first: left to the resolver, `torch` brings several GB of CUDA packages.
+install-convert: $(CONVERT_STAMP)
+
+$(CONVERT_STAMP): $(STAMP)
+	$(PY) -m pip install -q torch==2.13.0
+	# torchvision has no CPU build on PyPI; its video models are plain Python and need none of its
+	# compiled ops, so the parity tests use the wheel without its CUDA dependencies.
+	$(PY) -m pip install -q --no-deps torchvision==0.28.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert]'
+	touch $(CONVERT_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m jvssl.main --config=configs/videomae_synthetic.py --workdir=$(DEMO_WORKDIR)
 
-test: $(STAMP)
+test: $(CONVERT_STAMP)
 	$(PY) -m pytest -q tests
 
 clean-venv:

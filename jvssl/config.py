@@ -134,6 +134,13 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   c.train.checkpoint_every_steps = 1000
   c.train.keep_checkpoints = 3
   c.train.async_checkpointing = True
+  # > 1: each step sums gradients over this many micro-batches of data.batch_size / grad_accum_steps
+  # clips (lax.scan), the same update as one big batch in less activation memory.
+  c.train.grad_accum_steps = 1
+  # Persistent XLA compilation cache, so restarts do not recompile ("" = off).
+  c.train.compilation_cache_dir = ""
+  # Peak dense TFLOP/s of one device for MFU; 0 = from jvssl.flops.PEAK_TFLOPS by device kind.
+  c.train.peak_tflops = 0.0
 
   c.mesh = ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding = ConfigDict()

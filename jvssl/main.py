@@ -1,5 +1,9 @@
 """jvssl's command line: `python -m jvssl.main --config=configs/x.py[:arg] --workdir=DIR [--mode=train|eval]
-[--config.some.field=value ...]`."""
+[--config.some.field=value ...]`.
+
+On a cluster every process runs the same command (see launch/); SLURM and TPU
+pods are detected, other clusters pass --coordinator_address/--num_processes/--process_id.
+"""
 
 import argparse
 import logging
@@ -18,6 +22,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--workdir", required=True, help="where checkpoints, logs and results go")
   parser.add_argument("--mode", default="train", choices=("train", "eval"),
                       help="train (and evaluate at the end), or evaluate the workdir's latest checkpoint")
+  parser.add_argument("--coordinator_address", help="HOST:PORT of process 0, for clusters JAX does not detect")
+  parser.add_argument("--num_processes", type=int, help="number of processes in the job (with --coordinator_address)")
+  parser.add_argument("--process_id", type=int, help="this process's index (with --coordinator_address)")
   args, rest = parser.parse_known_args(argv)
   overrides = []
   for item in rest:
@@ -27,8 +34,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   return args, overrides
 
 
-def setup_logging() -> None:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout,
+def setup_logging(main_process: bool = True) -> None:
+  """INFO on process 0; the other processes of a multi-host job only say when something is wrong."""
+  logging.basicConfig(level=logging.INFO if main_process else logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout,
                       force=True)
   for noisy in ("absl", "orbax", "jax", "tensorflow"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -84,13 +92,25 @@ def evaluate_encoders(config, trainer, state, workdir: str, writer) -> dict:
   return columns
 
 
+def setup_jax(config) -> None:
+  """Process-wide JAX settings from config.train, before anything is compiled."""
+  import jax
+  if config.train.compilation_cache_dir:
+    # Restarts (preemption, resume) load the compiled step instead of compiling it again.
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.train.compilation_cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   setup_logging()
-  from jvssl import config as config_lib
+  from jvssl import config as config_lib, distributed
   from jvssl.errors import UserError
   try:
+    distributed.initialize(distributed.Cluster(args.coordinator_address, args.num_processes, args.process_id))
+    setup_logging(main_process=distributed.is_main())
     config = config_lib.load(args.config, overrides)
+    setup_jax(config)
     if args.mode == "train":
       train_and_evaluate(config, args.workdir)
     else:

