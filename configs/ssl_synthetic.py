@@ -6,7 +6,7 @@ Variants name the method: `:simclr`, `:moco_v3`, `:byol`, `:dino`, `:pretext`, `
 add `,runlocal` for a CPU smoke run.
   python -m jvssl.main --config=configs/ssl_synthetic.py:simclr --workdir=/tmp/simclr
   python -m jvssl.tools.compare_methods --config=configs/ssl_synthetic.py --methods=videomae,simclr,byol \
-      --steps=300 --workdir=/tmp/compare
+      --workdir=/tmp/compare --config.train.num_steps=300
 """
 
 import importlib.util
