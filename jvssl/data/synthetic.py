@@ -15,8 +15,12 @@ source. Everything about example `i` follows from (seed, split, i): the same
 index always gives the same video, on any host, in any order.
 """
 
+import json
+import logging
 import math
+import time
 
+import numpy as np
 import tensorflow as tf
 from ml_collections import ConfigDict
 
@@ -39,6 +43,8 @@ MOTIONS = (
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "bar", "star", "crescent")
 CLASS_NAMES = {"motion": tuple(name for name, _ in MOTIONS), "shape": SHAPES}
 _SPLIT_SALT = {"train": 0, "test": 1, "val": 2}
+_RENDERED: dict = {}  # (split, length, size, config) -> uint8 [N, T, S, S, 3], see SyntheticSource.rendered.
+log = logging.getLogger("jvssl")
 
 
 @registry.SOURCES.register("synthetic")
@@ -62,6 +68,9 @@ class SyntheticSource:
         "background_texture": 0.15,  # Amplitude of the static background pattern.
         "background_frequency": (1.0, 3.0),  # Cycles per image width of its gratings.
         "pixel_noise": 0.02,  # Std of fresh per-frame pixel noise.
+        # Render each split once and keep it in memory (num_examples * video_length * size^2 * 3 bytes):
+        # rendering costs as much CPU as a small model's step, and a run sees each video many times.
+        "cache": False,
     })
 
   def __init__(self, data_config, split: str):
@@ -86,17 +95,39 @@ class SyntheticSource:
     if self.video_length < span:
       raise ConfigError(f"synthetic.video_length {self.video_length} is shorter than one clip ({span} frames)")
 
-  def load(self, index, seed):
-    """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions)."""
-    label = tf.cast(index % self.num_classes, tf.int32)
+  def label(self, index):
+    return tf.cast(index % self.num_classes, tf.int32)
+
+  def video(self, index) -> tf.Tensor:
+    """The whole video `index`: uint8 [video_length, S, S, 3], a function of (data set seed, split, index)."""
     video_seed = tf.stack([tf.constant(self.cfg.seed + 7919 * _SPLIT_SALT[self.split], tf.int64), index])
     # The attribute that is not the label is drawn from all its kinds, independently of the label.
     other = tf.random.stateless_uniform([], video_seed + 997, 0, 1 << 30, tf.int32)
     if self.cfg.label == "shape":
-      shape_id, motion_id = label, other % len(MOTIONS)
+      shape_id, motion_id = self.label(index), other % len(MOTIONS)
     else:
-      shape_id, motion_id = other % len(SHAPES), label
-    video = render(video_seed, motion_id, shape_id, self.video_length, self.image_size, self.cfg)
+      shape_id, motion_id = other % len(SHAPES), self.label(index)
+    return render(video_seed, motion_id, shape_id, self.video_length, self.image_size, self.cfg)
+
+  def rendered(self) -> tf.Tensor:
+    """Every video of the split, uint8 [N, video_length, S, S, 3], rendered once per process and kept."""
+    key = (self.split, self.video_length, self.image_size, json.dumps(self.cfg.to_dict(), sort_keys=True))
+    if key not in _RENDERED:
+      start = time.time()
+      ds = tf.data.Dataset.range(self.num_examples).map(self.video, num_parallel_calls=tf.data.AUTOTUNE)
+      _RENDERED[key] = tf.constant(np.concatenate(list(ds.batch(256).as_numpy_iterator())))
+      log.info("rendered %d synthetic %s videos in %.1f s", self.num_examples, self.split, time.time() - start)
+    return _RENDERED[key]
+
+  def load(self, index, seed):
+    """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions)."""
+    label = self.label(index)
+    if self.cfg.cache:
+      with tf.init_scope():  # Render eagerly, outside the tf.data function being traced.
+        videos = self.rendered()
+      video = tf.gather(videos, index)
+    else:
+      video = self.video(index)
     span = (self.num_frames - 1) * self.frame_stride + 1
     starts = tf.random.stateless_uniform([self.clips_per_video], seed, 0, self.video_length - span + 1, tf.int32)
     clips = tf.stack([video[s:s + span:self.frame_stride] for s in tf.unstack(starts)])
