@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_python
 
-STEPS = 24
+STEPS = 200
 
 _CODE = """
 import json, os
