@@ -6,6 +6,7 @@ from flax import nnx
 from jvssl import registry
 from jvssl.models import resnet3d  # noqa: F401  (registers "r3d", "r2plus1d")
 from jvssl.models import s3d  # noqa: F401  (registers "s3d")
+from jvssl.models import mvit  # noqa: F401  (registers "mvit")
 from jvssl.models import vit  # noqa: F401  (registers "vit")
 
 

@@ -364,6 +364,42 @@ def torchvision_s3d(m: Mapper, encoder) -> None:
     m.copy("classifier.1.bias", ("params", "head", "bias"))
 
 
+def torchvision_mvit(m: Mapper, encoder) -> None:
+  """torchvision MViT (mvit_v2_s layout: relative positions, residual pooling) into mvit.MViT."""
+  enc = ("params", "encoder")
+  m.copy("conv_proj.weight", enc + ("patch_embed", "kernel"), conv3d_kernel)
+  m.copy("conv_proj.bias", enc + ("patch_embed", "bias"))
+  m.copy("pos_encoding.class_token", enc + ("cls_token",))
+
+  def dense(src, dst):
+    m.copy(src + ".weight", dst + ("kernel",), linear_kernel)
+    m.copy(src + ".bias", dst + ("bias",))
+
+  def norm(src, dst):
+    m.copy(src + ".weight", dst + ("scale",))
+    m.copy(src + ".bias", dst + ("bias",))
+
+  for i, block in enumerate(encoder.blocks):
+    src, dst = f"blocks.{i}.", enc + ("blocks", i)
+    norm(src + "norm1", dst + ("norm1",))
+    norm(src + "norm2", dst + ("norm2",))
+    dense(src + "attn.qkv", dst + ("attn", "qkv"))
+    dense(src + "attn.project.0", dst + ("attn", "proj"))
+    for pool in ("pool_q", "pool_k", "pool_v"):
+      # Depthwise conv [C, 1, kt, kh, kw] -> [kt, kh, kw, 1, C].
+      m.copy(f"{src}attn.{pool}.pool.weight", dst + ("attn", pool, "kernel"), lambda w: w.transpose(2, 3, 4, 1, 0))
+      norm(f"{src}attn.{pool}.norm_act.0", dst + ("attn", pool, "norm"))
+    for axis in "thw":
+      m.copy(f"{src}attn.rel_pos_{axis}", dst + ("attn", f"rel_pos_{axis}"))
+    dense(src + "mlp.0", dst + ("mlp", "fc1"))
+    dense(src + "mlp.3", dst + ("mlp", "fc2"))
+    if block.project is not None:
+      dense(src + "project", dst + ("project",))
+  norm("norm", enc + ("norm",))
+  if m.exists(("params", "head", "kernel")):
+    dense("head.1", ("params", "head"))
+
+
 def convert(fmt: str, source: dict[str, np.ndarray], model, params: dict, rest: dict, model_config) -> Report:
   """Fills `params`/`rest` (pure dicts of `model`, the method's module, modified in place) from `source`."""
   if fmt not in FORMATS:
@@ -382,6 +418,8 @@ def convert(fmt: str, source: dict[str, np.ndarray], model, params: dict, rest: 
     torchvision_resnet(m, model.encoder)
   elif model_config.name == "s3d":
     torchvision_s3d(m, model.encoder)
+  elif model_config.name == "mvit":
+    torchvision_mvit(m, model.encoder)
   else:
-    raise ConfigError(f"no torchvision import for model '{model_config.name}' (known: r3d, r2plus1d, s3d)")
+    raise ConfigError(f"no torchvision import for model '{model_config.name}' (known: r3d, r2plus1d, s3d, mvit)")
   return m.report()

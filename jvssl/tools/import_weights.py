@@ -5,7 +5,7 @@
 
 Formats: `videomae` (official VideoMAE / VideoMAE v2 .pth), `hf_videomae`
 (transformers VideoMAE* .safetensors or .bin), `torchvision` (r3d_18,
-r2plus1d_18, s3d and the other VideoResNets). The train state of the config's
+r2plus1d_18, s3d, mvit_v2_s and the other VideoResNets). The train state of the config's
 method is initialised, the checkpoint's arrays replace what they map to, and the
 result is saved as step 0 of `--out`: `python -m jvssl.main --config=<same>
 --workdir=<out>` then trains (fine-tunes) from it, `--mode=eval` evaluates it.
