@@ -1,5 +1,5 @@
 """PyTorch checkpoints -> jvssl parameters: official VideoMAE / VideoMAE v2, Hugging Face
-VideoMAE*, and torchvision's r3d/r2plus1d/s3d.
+VideoMAE*, and torchvision's r3d/r2plus1d/s3d/mvit_v2_s.
 
 A converter reads a flat {key: array} source and writes into the pure dicts
 (params, rest) of a freshly initialised jvssl model of the method the config
@@ -20,6 +20,27 @@ import numpy as np
 from jvssl.errors import CheckpointError, ConfigError
 
 FORMATS = ("videomae", "hf_videomae", "torchvision")
+
+
+def load_torchvision() -> None:
+  """Imports torchvision when it is installed, also a wheel built for CUDA torch next to CPU torch.
+
+  Such a wheel (PyPI has no CPU build) cannot register its compiled ops, and transformers imports
+  torchvision as soon as it is installed; the video models need none of those ops, so their
+  registration is skipped.
+  """
+  import importlib.util
+  import sys
+  import types
+  if importlib.util.find_spec("torchvision") is None:
+    return
+  try:
+    import torchvision  # noqa: F401
+  except RuntimeError:
+    for name in [n for n in sys.modules if n.startswith("torchvision")]:
+      del sys.modules[name]
+    sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+    import torchvision  # noqa: F401
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:

@@ -197,7 +197,8 @@ class MViT(nnx.Module):
       raise ValueError(f"input {num_frames}x{image_size}x{image_size} is too small for MViTv2")
 
   def __call__(self, video, *, rng=None, train: bool | None = None):
-    del train
+    if train is False:
+      rng = None  # Evaluation: no stochastic depth.
     x = self.patch_embed(video)
     b, c = x.shape[0], x.shape[-1]
     thw = x.shape[1:4]

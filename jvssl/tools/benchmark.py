@@ -129,8 +129,10 @@ def config_name(config) -> str:
 
 def time_torch(config, steps: int, warmup: int) -> dict:
   """Hugging Face VideoMAEForPreTraining with AdamW, on the config's shapes, same batch and mask ratio."""
+  from jvssl.models import convert
   try:
     import torch
+    convert.load_torchvision()  # transformers imports it when installed.
     import transformers
   except ImportError:
     raise UserError("--torch needs torch and transformers (pip install 'jvssl[convert]')") from None

@@ -51,6 +51,10 @@ def test_parameter_count_matches_torchvision_and_the_paper():
   assert count == sum(p.numel() for p in video.mvit_v2_s().parameters())
 
 
+def test_mvit_v2_b_has_the_papers_parameter_count():
+  assert _count(_config(16, 224, variant="B")) == 51_193_264  # "51.2M" in the MViTv2 paper (K400).
+
+
 def test_torchvision_mvit_v2_s_parity():
   """mvit_v2_s's blocks on a small clip (8x64x64: grids 4x16x16 down to 4x2x2), so it runs in seconds."""
   torch, video = import_torch(), torchvision_video()

@@ -24,17 +24,8 @@ def torchvision_video():
 
 
 def load_torchvision():
-  """Imports torchvision; a wheel built for CUDA torch cannot register its C ops next to CPU torch,
-  and the video models need none, so their registration is skipped then."""
-  if importlib.util.find_spec("torchvision") is None:
-    return
-  try:
-    import torchvision  # noqa: F401
-  except RuntimeError:
-    for name in [n for n in sys.modules if n.startswith("torchvision")]:
-      del sys.modules[name]
-    sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-    import torchvision  # noqa: F401
+  from jvssl.models import convert
+  convert.load_torchvision()
 
 
 def randomize(torch, model):
