@@ -16,6 +16,9 @@ from jvssl.config import base_config, parse_arg
 SIZES = {"vit_s": "S", "vit_b": "B", "vit_l": "L", "vit_h": "H"}
 
 
+DECODERS = {"vit_s": (192, 3), "vit_b": (384, 6), "vit_l": (512, 8), "vit_h": (640, 8)}
+
+
 def get_config(arg=None):
   arg = parse_arg(arg, variant="vit_b", runlocal=False)
   if arg.variant not in SIZES:
@@ -28,8 +31,8 @@ def get_config(arg=None):
   c.model.qkv_bias = "qv"
   c.method.mask_ratio = 0.9
   c.method.mask_type = "tube"
-  c.method.decoder_width = 384 if arg.variant in ("vit_s", "vit_b") else 512
-  c.method.decoder_heads = 6 if arg.variant in ("vit_s", "vit_b") else 8
+  # The official decoders (modeling_pretrain.py): S 192/3 heads, B 384/6, L 512/8, H 640/8.
+  c.method.decoder_width, c.method.decoder_heads = DECODERS[arg.variant]
   c.method.decoder_depth = 4
   c.method.norm_pix_loss = True
 

@@ -41,12 +41,13 @@ def chunked_attention(q, k, v, chunk: int = QUERY_CHUNK):
   instead of reading them back, which is faster than the fused XLA kernel there.
   """
   n = q.shape[1]
-  scale = 1.0 / math.sqrt(q.shape[-1])
+  # Heads-major once for all chunks (XLA otherwise transposes per chunk), and the scale on q, not on the scores.
+  q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q * (1.0 / math.sqrt(q.shape[-1])), k, v))
 
   @jax.checkpoint
   def block(qc, k, v):
-    scores = jnp.einsum("bqhd,bkhd->bhqk", qc, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.einsum("bhqd,bhkd->bhqk", qc, k, preferred_element_type=jnp.float32)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, v)
 
-  return jnp.concatenate([block(q[:, i:i + chunk], k, v) for i in range(0, n, chunk)], axis=1)
+  return jnp.swapaxes(jnp.concatenate([block(q[:, :, i:i + chunk], k, v) for i in range(0, n, chunk)], axis=2), 1, 2)
