@@ -122,4 +122,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  from jvssl import cpu_memory
+  cpu_memory.reexec_with_tuned_malloc()
   sys.exit(main())

@@ -9,8 +9,9 @@ time, clips/s, GFLOPs per step (XLA's cost analysis and the analytic matmul
 count), MFU against the device's peak (`train.peak_tflops`, the table in
 jvssl.flops, or on CPU a measured float32 matmul rate) and peak memory.
 `--torch` also times Hugging Face's `VideoMAEForPreTraining` (AdamW step, same
-shapes, tube masking) in the same run and prints the ratio; it needs the
-optional torch and transformers packages and a VideoMAE/ViT config.
+shapes, tube masking) in the same run, one step of each in turn so that load
+from elsewhere slows both alike, and prints the ratio of the medians; it needs
+the optional torch and transformers packages and a VideoMAE/ViT config.
 """
 
 import argparse
@@ -51,22 +52,29 @@ def parse_args(argv):
   return args, overrides
 
 
-def _timed(fn, steps: int, warmup: int) -> list[float]:
+def _interleaved(fns, steps: int, warmup: int) -> list[list[float]]:
+  """Seconds of each of `steps` calls of every fn, taking turns, so that a busy machine slows all alike."""
   for _ in range(warmup):
-    fn()
-  times = []
+    for fn in fns:
+      fn()
+  times = [[] for _ in fns]
   for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
+    for fn, out in zip(fns, times):
+      start = time.perf_counter()
+      fn()
+      out.append(time.perf_counter() - start)
   return times
+
+
+def minor_faults() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def cpu_matmul_tflops(n: int = 2048, repeats: int = 5) -> float:
   """Measured float32 matmul rate of this CPU: the peak MFU is measured against there (no data sheet)."""
   a = jnp.ones((n, n), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
-  times = _timed(lambda: matmul(a).block_until_ready(), repeats, 1)
+  times = _interleaved([lambda: matmul(a).block_until_ready()], repeats, 1)[0]
   return 2 * n ** 3 / min(times) / 1e12
 
 
@@ -77,7 +85,8 @@ def peak_memory_gb() -> tuple[float, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, "process max RSS"
 
 
-def time_jvssl(config, steps: int, warmup: int) -> dict:
+def jvssl_step(config, warmup: int):
+  """(step function, facts) for jvssl's compiled train step on random uint8 clips, warmed up."""
   mesh = sharding.make_mesh(config.mesh)
   trainer = train.Trainer(config, mesh, config.train.num_steps, 1000.0)
   data = config.data
@@ -90,14 +99,23 @@ def time_jvssl(config, steps: int, warmup: int) -> dict:
   start = time.perf_counter()
   trainer.compile(state, batch)
   compile_s = time.perf_counter() - start
-  holder = {"state": state}
+  holder = {"state": state, "faults": 0}
 
   def step():
+    faults = minor_faults()
     holder["state"], metrics = trainer.step(holder["state"], batch)
     jax.block_until_ready(metrics)
+    holder["faults"] += minor_faults() - faults
 
-  times = _timed(step, steps, warmup)
+  _interleaved([step], 0, warmup)
+  memory, memory_source = peak_memory_gb()  # Before anything else (--torch) shares the process.
+  return step, {"trainer": trainer, "compile_s": compile_s, "memory": memory, "memory_source": memory_source,
+                "holder": holder}
+
+
+def jvssl_report(config, times: list[float], facts: dict) -> dict:
   median = statistics.median(times)
+  trainer = facts["trainer"]
   kind = flops.device_kind()
   peak = flops.peak_tflops(kind, config.train.peak_tflops)
   peak_source = "config/table"
@@ -106,8 +124,8 @@ def time_jvssl(config, steps: int, warmup: int) -> dict:
   step_flops = trainer.step_flops * jax.device_count() if trainer.step_flops else None
   analytic = flops.videomae_step_flops(config) if config.method.name == "videomae" and config.model.name == "vit" \
       else None
-  memory, memory_source = peak_memory_gb()
   utilisation = flops.mfu(trainer.step_flops, median, peak)
+  data = config.data
   return {
       "config": config_name(config), "device": kind, "devices": jax.device_count(),
       "compute_dtype": config.train.compute_dtype, "batch_size": data.batch_size,
@@ -117,8 +135,11 @@ def time_jvssl(config, steps: int, warmup: int) -> dict:
       "gflops_per_step_analytic": float(f"{analytic / 1e9:.4g}") if analytic else None,
       "mfu": round(utilisation, 4) if utilisation is not None else None,
       "peak_tflops": round(peak, 3) if peak else None, "peak_source": peak_source,
-      "peak_memory_gb": round(memory, 2), "memory_source": memory_source,
-      "compile_s": round(compile_s, 1),
+      "peak_memory_gb": round(facts["memory"], 2), "memory_source": facts["memory_source"],
+      # Host page faults per step: near zero when jvssl.cpu_memory's malloc settings are in effect.
+      "page_faults_per_step": round(facts["holder"]["faults"] / len(times)),
+      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+      "compile_s": round(facts["compile_s"], 1),
   }
 
 
@@ -127,8 +148,9 @@ def config_name(config) -> str:
          f"{config.data.image_size}x{config.data.image_size}"
 
 
-def time_torch(config, steps: int, warmup: int) -> dict:
-  """Hugging Face VideoMAEForPreTraining with AdamW, on the config's shapes, same batch and mask ratio."""
+def torch_step(config, warmup: int):
+  """(step function, facts) for Hugging Face's VideoMAEForPreTraining with AdamW on the config's shapes,
+  batch and mask ratio, warmed up."""
   from jvssl.models import convert
   try:
     import torch
@@ -171,21 +193,28 @@ def time_torch(config, steps: int, warmup: int) -> dict:
     if device == "cuda":
       torch.cuda.synchronize()
 
-  times = _timed(step, steps, warmup)
+  _interleaved([step], 0, warmup)
+  return step, {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def torch_report(times: list[float], facts: dict, batch_size: int) -> dict:
   median = statistics.median(times)
   return {"torch_step_time_s": round(median, 4), "torch_step_time_min_s": round(min(times), 4),
-          "torch_clips_per_s": round(b / median, 3), "torch_version": torch.__version__,
-          "torch_threads": torch.get_num_threads()}
+          "torch_clips_per_s": round(batch_size / median, 3), **facts}
 
 
 def main(argv=None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     config = config_lib.load(args.config, overrides)
-    result = time_jvssl(config, args.steps, args.warmup)
+    steps = [jvssl_step(config, args.warmup)]
     if args.torch:
-      result.update(time_torch(config, args.steps, args.warmup))
-      # > 1: jvssl's step is faster than PyTorch's.
+      steps.append(torch_step(config, args.warmup))
+    times = _interleaved([fn for fn, _ in steps], args.steps, 0)
+    result = jvssl_report(config, times[0], steps[0][1])
+    if args.torch:
+      result.update(torch_report(times[1], steps[1][1], config.data.batch_size))
+      # > 1: jvssl's step is faster than PyTorch's (medians of steps taken in turn).
       result["speedup_vs_torch"] = round(result["torch_step_time_s"] / result["step_time_s"], 3)
   except UserError as e:
     print(f"jvssl: error: {e}", file=sys.stderr)
@@ -195,4 +224,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from jvssl import cpu_memory
+  cpu_memory.reexec_with_tuned_malloc()
   sys.exit(main())

@@ -69,4 +69,6 @@ def main_cli(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from jvssl import cpu_memory
+  cpu_memory.reexec_with_tuned_malloc()
   sys.exit(main_cli())

@@ -1,0 +1,41 @@
+"""The step benchmark's command line: its JSON line, the PyTorch comparison and its errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+K400_SMOKE = os.path.join("configs", "videomae_k400.py:vit_s,runlocal")
+
+
+def _benchmark(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("GLIBC_TUNABLES", None)
+  return subprocess.run([sys.executable, "-m", "jvssl.tools.benchmark", f"--config={K400_SMOKE}", "--steps=2",
+                         "--warmup=1", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_benchmark_prints_one_json_line_with_the_torch_ratio():
+  pytest.importorskip("transformers")
+  proc = _benchmark("--torch", "--batch_size=2")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result["batch_size"] == 2 and result["devices"] == 1
+  assert result["step_time_s"] > 0 and result["torch_step_time_s"] > 0
+  assert result["speedup_vs_torch"] == pytest.approx(result["torch_step_time_s"] / result["step_time_s"], rel=0.01)
+  assert result["gflops_per_step"] > 0 and 0 < result["mfu"]
+  # The command re-executed itself with the CPU malloc settings.
+  from jvssl import cpu_memory
+  if cpu_memory.wanted({"JAX_PLATFORMS": "cpu"}):
+    assert result["glibc_tunables"] == cpu_memory.TUNABLES
+
+
+def test_benchmark_rejects_unknown_arguments_and_config_keys():
+  proc = _benchmark("--stepz=3")
+  assert proc.returncode != 0 and "unrecognised arguments" in proc.stderr
+  proc = _benchmark("--config.train.no_such_key=1")
+  assert proc.returncode != 0 and "no_such_key" in proc.stderr
