@@ -83,7 +83,7 @@ def videomae_step_flops(config, batch_size: int | None = None) -> float:
   n_visible = n - n_masked
   patch = pt * ph * pw * 3
   dec = method.decoder_width
-  embed = 2 * n * patch * width  # Every tubelet is embedded, then the visible ones are kept.
+  embed = 2 * n_visible * patch * width  # Only the visible tubelets are embedded.
   encoder = depth * _block_flops(n_visible, width, mlp)
   decoder = (2 * n_visible * width * dec + method.decoder_depth * _block_flops(n, dec, 4 * dec)
              + 2 * n_masked * dec * patch)

@@ -48,9 +48,7 @@ class VideoMAEModel(nnx.Module):
 
     Returns predictions [B, Nm, pt*ph*pw*3] in (pt ph pw c) order.
     """
-    tokens = self.encoder.embed(video)
-    tokens = jnp.take_along_axis(tokens, visible[..., None], axis=1)
-    x = self.encoder_to_decoder(self.encoder.encode(tokens, rng))
+    x = self.encoder_to_decoder(self.encoder.encode(self.encoder.embed(video, visible), rng))
     pos = self.decoder_pos_embed[...].astype(x.dtype)
     x_visible = x + pos[visible]
     x_masked = self.mask_token[...].astype(x.dtype) + pos[masked]

@@ -122,13 +122,22 @@ class ViT(nnx.Module):
   def num_tokens(self) -> int:
     return int(np.prod(self.grid))
 
-  def embed(self, video):
-    """video [B, T, H, W, C] -> tokens [B, N, D] with position embeddings added."""
+  def embed(self, video, keep=None):
+    """video [B, T, H, W, C] -> tokens [B, N, D] with position embeddings added.
+
+    keep: optional int32 [B, n] token indices (VideoMAE's visible tokens) -> [B, n, D]. The
+    patches are picked before the projection, which then costs n/N of the full one, and the
+    backward pass has no scatter (the pick is on data, not on a differentiated value).
+    """
     pt, ph, pw = self.patch_size
     patches = einops.rearrange(video, "b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
+    pos = self.pos_embed[...].astype(self.dtype)
+    if keep is not None:
+      patches = jnp.take_along_axis(patches, keep[..., None], axis=1)
+      pos = pos[keep]
     kernel = self.patch_embed[...].reshape(-1, self.width).astype(self.dtype)
     x = patches.astype(self.dtype) @ kernel + self.patch_bias[...].astype(self.dtype)
-    return x + self.pos_embed[...].astype(self.dtype)
+    return x + pos
 
   def encode(self, tokens, rng=None):
     """Runs the blocks (and the token norm) on tokens [B, n, D] (n may be a visible subset)."""

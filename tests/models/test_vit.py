@@ -146,3 +146,39 @@ def test_remat_policies_keep_gradients(policy):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="remat"):
     models.build(_tiny(remat="yes"), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("pos_embed", ["sincos", "learned"])
+def test_embed_of_kept_tokens_equals_picking_from_the_full_embedding(pos_embed):
+  model = models.build(_tiny(pos_embed=pos_embed), rngs=nnx.Rngs(0))
+  video = jax.random.normal(jax.random.key(2), (2, 3, 8, 8, 3))
+  keep = jnp.array([[0, 5, 11], [7, 2, 3]], jnp.int32)
+  full = model.embed(video)
+  picked = model.embed(video, keep)
+  assert picked.shape == (2, 3, 16)
+  np.testing.assert_allclose(picked, jnp.take_along_axis(full, keep[..., None], axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["joint", "factorised"])
+def test_residual_stream_marker_keeps_values_and_gradients(attention, monkeypatch):
+  video = jax.random.normal(jax.random.key(3), (2, 3, 8, 8, 3))
+
+  def value_and_grads():
+    model = models.build(_tiny(depth=3, attention=attention), rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    loss = lambda p: jnp.sum(jnp.sin(nnx.merge(graphdef, p, rest)(video)["tokens"]))
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  marked = value_and_grads()
+  monkeypatch.setattr(layers, "residual_stream", lambda x: x)
+  plain = value_and_grads()
+  np.testing.assert_allclose(marked[0], plain[0], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(marked[1]), jax.tree.leaves(plain[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_stream_backward_is_computed_once_per_block():
+  # The marker's backward is a division, which XLA never duplicates into several fusions.
+  x = jnp.ones((2, 4, 8))
+  hlo = jax.jit(jax.grad(lambda x: jnp.sum(layers.residual_stream(x) ** 2))).lower(x).as_text()
+  assert ("divide" in hlo) == (jax.default_backend() == "cpu")
