@@ -108,6 +108,7 @@ def jvssl_step(config, warmup: int):
     holder["faults"] += minor_faults() - faults
 
   _interleaved([step], 0, warmup)
+  holder["faults"] = 0  # The first steps fault in buffers once; page_faults_per_step is about the rest.
   memory, memory_source = peak_memory_gb()  # Before anything else (--torch) shares the process.
   return step, {"trainer": trainer, "compile_s": compile_s, "memory": memory, "memory_source": memory_source,
                 "holder": holder}
