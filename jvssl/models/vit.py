@@ -127,7 +127,7 @@ class ViT(nnx.Module):
 
     keep: optional int32 [B, n] token indices (VideoMAE's visible tokens) -> [B, n, D]. The
     patches are picked before the projection, which then costs n/N of the full one, and the
-    backward pass has no scatter (the pick is on data, not on a differentiated value).
+    backward pass scatters no token gradients back to all N positions (the pick is on data).
     """
     pt, ph, pw = self.patch_size
     patches = einops.rearrange(video, "b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
