@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONVERT_STAMP := $(VENV)/.installed-convert
 DEMO_WORKDIR ?= workdirs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test install install-convert clean-venv
+.PHONY: demo test format install install-convert clean-venv
 
 install: $(STAMP)
 
@@ -30,8 +30,16 @@ $(CONVERT_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) -m jvssl.main --config=configs/videomae_synthetic.py --workdir=$(DEMO_WORKDIR)
 
+# Lint and format check first: seconds, and they fail before the long test run.
 test: $(CONVERT_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
+
+# Rewrites the tree to what `make test` checks: formatting, then the fixable lint findings (import order).
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 clean-venv:
 	rm -rf $(VENV)

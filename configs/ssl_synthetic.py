@@ -51,14 +51,14 @@ def get_config(arg=None):
     c.method = demo.method.copy_and_resolve_references()
   elif arg.method in ("simclr", "moco_v3", "byol"):
     m.hidden_dim, m.embed_dim, m.head_layers = hidden, embed, 2
-    m.view_color_strength = 0.5
+    m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
     if arg.method != "simclr":
       m.predictor_layers = 2
   elif arg.method == "dino":
     m.hidden_dim, m.bottleneck_dim, m.num_prototypes = hidden, embed, 256
     m.num_global_views, m.num_local_views = 2, 2
     m.teacher_temp, m.warmup_teacher_temp, m.teacher_temp_warmup_steps = 0.07, 0.04, c.train.num_steps // 3
-    m.view_color_strength = 0.5
+    m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
   elif arg.method == "pretext":
     m.speeds = (1, 2, 4)
     m.order_segments = 4 if c.data.num_frames >= 8 else 2
@@ -71,11 +71,12 @@ def get_config(arg=None):
       if key != "name":
         m.videomae[key] = value
     m.simclr.hidden_dim, m.simclr.embed_dim, m.simclr.head_layers = hidden, embed, 2
-    m.simclr.view_color_strength = 0.5
+    m.simclr.view_color_strength, m.simclr.view_grayscale_prob = 0.5, 0.2
 
   # Frozen-feature evaluations of the pooled embedding, the same for every method.
   c.evals.knn = eval_config("knn", num_train=demo.evals.knn.num_train, readout="mean")
-  c.evals.linear_probe = eval_config("linear_probe", num_train=demo.evals.linear_probe.num_train, readout="mean",
-                                     steps=demo.evals.linear_probe.steps)
+  c.evals.linear_probe = eval_config(
+    "linear_probe", num_train=demo.evals.linear_probe.num_train, readout="mean", steps=demo.evals.linear_probe.steps
+  )
   c.lock()
   return c

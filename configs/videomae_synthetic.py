@@ -48,8 +48,16 @@ def get_config(arg=None):
   c.evals.knn = eval_config("knn", num_train=2048, readout="time")
   c.evals.linear_probe = eval_config("linear_probe", num_train=2048, readout="time")
   # Few labels (1024 clips, 1/8 of the train split), short schedule: where MAE pretraining pays off.
-  c.evals.finetune = eval_config("finetune", num_train=1024, num_steps=300, batch_size=32, lr=2e-3,
-                                 warmup_steps=30, layer_decay=0.75, drop_path_rate=0.0)
+  c.evals.finetune = eval_config(
+    "finetune",
+    num_train=1024,
+    num_steps=300,
+    batch_size=32,
+    lr=2e-3,
+    warmup_steps=30,
+    layer_decay=0.75,
+    drop_path_rate=0.0,
+  )
 
   if arg.runlocal:
     c.data.num_frames, c.data.frame_stride, c.data.image_size, c.data.batch_size = 4, 1, 32, 8

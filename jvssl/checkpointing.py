@@ -31,23 +31,25 @@ class Checkpointer:
   def __init__(self, workdir: str, *, keep: int, async_save: bool):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.manager = ocp.CheckpointManager(
-        self.directory,
-        item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=async_save))
+      self.directory,
+      item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=async_save),
+    )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(self, step: int, state, meta: dict) -> None:
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)), force=True)
+    self.manager.save(
+      step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True
+    )
 
   def restore(self, step: int, abstract_state):
     """Restores checkpoint `step` into the shardings of `abstract_state` (ShapeDtypeStructs)."""
     check_compatible(self.saved_shapes(step), abstract_state, f"{self.directory}/{step}")
-    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                                  meta=ocp.args.JsonRestore()))
+    restored = self.manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+    )
     return restored.state, restored.meta
 
   def saved_shapes(self, step: int) -> dict:
@@ -77,12 +79,16 @@ def check_compatible(saved: dict, abstract_state, where: str) -> None:
   expected = tree_shapes(abstract_state)
   for name, shape in expected.items():
     if name not in saved:
-      raise CheckpointError(f"checkpoint {where} does not fit this config: it has no '{name}'"
-                            " (written by a different model or method?)")
+      raise CheckpointError(
+        f"checkpoint {where} does not fit this config: it has no '{name}' (written by a different model or method?)"
+      )
     if saved[name] != shape:
-      raise CheckpointError(f"checkpoint {where} does not fit this config: '{name}' has shape {saved[name]},"
-                            f" this config needs {shape}")
+      raise CheckpointError(
+        f"checkpoint {where} does not fit this config: '{name}' has shape {saved[name]}, this config needs {shape}"
+      )
   extra = sorted(set(saved) - set(expected))
   if extra:
-    raise CheckpointError(f"checkpoint {where} does not fit this config: unexpected '{extra[0]}'"
-                          f" ({len(extra)} entries this config does not have)")
+    raise CheckpointError(
+      f"checkpoint {where} does not fit this config: unexpected '{extra[0]}'"
+      f" ({len(extra)} entries this config does not have)"
+    )

@@ -93,7 +93,6 @@ def eval_config(evaluator: str, **overrides: Any) -> ConfigDict:
 
 def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   """All fields of a jvssl run with their defaults, for the given model and method."""
-  _import_registered()
   c = ConfigDict()
   c.seed = 0
 
@@ -203,21 +202,13 @@ def validate(config: ConfigDict) -> None:
   registry.SOURCES.get(config.data.source)
   if config.train.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(
-        f"train.compute_dtype must be 'float32' or 'bfloat16', not '{config.train.compute_dtype}'"
-        " (float16 overflows in VideoMAE-style training)")
+      f"train.compute_dtype must be 'float32' or 'bfloat16', not '{config.train.compute_dtype}'"
+      " (float16 overflows in VideoMAE-style training)"
+    )
 
 
 def to_json(config: ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
-
-
-def _import_registered() -> None:
-  # Importing the packages registers their entries; done lazily so that
-  # `jvssl.config` itself stays importable without jax.
-  import jvssl.data  # noqa: F401
-  import jvssl.evaluate  # noqa: F401
-  import jvssl.methods  # noqa: F401
-  import jvssl.models  # noqa: F401
 
 
 def _check_section(section, reference, prefix: str, skip=()) -> None:
@@ -234,8 +225,7 @@ def _check_section(section, reference, prefix: str, skip=()) -> None:
         raise ConfigError(f"config key '{name}' must be a section, got {type(value).__name__}")
       _check_section(value, ref, name + ".")
     elif not _type_ok(value, ref):
-      raise ConfigError(
-          f"config key '{name}' must be {type(ref).__name__}, got {type(value).__name__} ({value!r})")
+      raise ConfigError(f"config key '{name}' must be {type(ref).__name__}, got {type(value).__name__} ({value!r})")
 
 
 def _type_ok(value: Any, ref: Any) -> bool:
@@ -257,7 +247,7 @@ def _resolve(config: ConfigDict, dotted: str):
     keys = list(node.keys()) if isinstance(node, (ConfigDict, dict)) else []
     if part not in keys:
       hint = difflib.get_close_matches(part, keys, n=1)
-      where = ".".join(parts[:i + 1])
+      where = ".".join(parts[: i + 1])
       raise ConfigError(f"unknown config key '{where}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
     if i < len(parts) - 1:
       node = node[part]
@@ -293,12 +283,10 @@ def _convert(text: str, current: Any, name: str) -> Any:
         value = (value,)
       return tuple(value) if isinstance(current, tuple) else value
   except (ValueError, SyntaxError):
-    raise ConfigError(
-        f"config key '{name}' must be {type(current).__name__}, cannot read '{text}'") from None
+    raise ConfigError(f"config key '{name}' must be {type(current).__name__}, cannot read '{text}'") from None
   raise ConfigError(f"config key '{name}' of type {type(current).__name__} cannot be set from the command line")
 
 
 def _attribute_error_text(e: AttributeError) -> str:
   text = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace('\\"', '"').replace("\\'", "'")
   return f"unknown config key {text}"
-

@@ -31,7 +31,9 @@ def _accelerator_installed() -> bool:
     return True
   if importlib.util.find_spec("jax_plugins") is not None:
     import pkgutil
+
     import jax_plugins
+
     if any(True for _ in pkgutil.iter_modules(jax_plugins.__path__)):
       return True
   return any(True for _ in importlib.metadata.entry_points(group="jax_plugins"))
@@ -47,10 +49,13 @@ def runs_on_cpu(environ=os.environ) -> bool:
 
 def wanted(environ=os.environ) -> bool:
   """Whether this process should restart with TUNABLES."""
-  return (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-          and environ.get("JVSSL_MALLOC_TUNING", "1") != "0"
-          and "glibc.malloc." not in environ.get("GLIBC_TUNABLES", "")
-          and runs_on_cpu(environ))
+  return (
+    sys.platform.startswith("linux")
+    and platform.libc_ver()[0] == "glibc"
+    and environ.get("JVSSL_MALLOC_TUNING", "1") != "0"
+    and "glibc.malloc." not in environ.get("GLIBC_TUNABLES", "")
+    and runs_on_cpu(environ)
+  )
 
 
 def tuned_environ(environ=os.environ) -> dict:

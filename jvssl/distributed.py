@@ -28,8 +28,7 @@ class Cluster:
 
 def detect(cluster: Cluster, environ=os.environ) -> str:
   """How this process joins the others: "explicit", "auto" (SLURM or TPU pod) or "single"."""
-  given = [cluster.coordinator_address is not None, cluster.num_processes is not None,
-           cluster.process_id is not None]
+  given = [cluster.coordinator_address is not None, cluster.num_processes is not None, cluster.process_id is not None]
   if any(given):
     if not all(given):
       raise ConfigError("--coordinator_address, --num_processes and --process_id go together: give all three")
@@ -60,12 +59,20 @@ def initialize(cluster: Cluster = Cluster(), environ=os.environ) -> None:
   # bring their own (NCCL, ICI), so this only matters when the devices are CPUs.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if how == "explicit":
-    jax.distributed.initialize(coordinator_address=cluster.coordinator_address,
-                               num_processes=cluster.num_processes, process_id=cluster.process_id)
+    jax.distributed.initialize(
+      coordinator_address=cluster.coordinator_address,
+      num_processes=cluster.num_processes,
+      process_id=cluster.process_id,
+    )
   else:
     jax.distributed.initialize(local_device_ids=slurm_local_devices(environ))
-  log.info("process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
-           jax.local_device_count(), jax.device_count())
+  log.info(
+    "process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def is_main() -> bool:

@@ -14,16 +14,16 @@ from jvssl.models import vit
 # Dense bf16 TFLOP/s of one device (one chip for TPUs), from the vendors' data sheets.
 # Keys are matched as lower-case substrings of jax.Device.device_kind, longest first.
 PEAK_TFLOPS = {
-    "tpu v4": 275.0,
-    "tpu v5 lite": 197.0,  # v5e
-    "tpu v5e": 197.0,
-    "tpu v5p": 459.0,
-    "tpu v5": 459.0,
-    "tpu v6 lite": 918.0,  # v6e (Trillium)
-    "tpu v6e": 918.0,
-    "a100": 312.0,
-    "h100": 989.0,  # SXM; the PCIe card is 756.
-    "h200": 989.0,
+  "tpu v4": 275.0,
+  "tpu v5 lite": 197.0,  # v5e
+  "tpu v5e": 197.0,
+  "tpu v5p": 459.0,
+  "tpu v5": 459.0,
+  "tpu v6 lite": 918.0,  # v6e (Trillium)
+  "tpu v6e": 918.0,
+  "a100": 312.0,
+  "h100": 989.0,  # SXM; the PCIe card is 756.
+  "h200": 989.0,
 }
 
 
@@ -85,8 +85,9 @@ def videomae_step_flops(config, batch_size: int | None = None) -> float:
   dec = method.decoder_width
   embed = 2 * n_visible * patch * width  # Only the visible tubelets are embedded.
   encoder = depth * _block_flops(n_visible, width, mlp)
-  decoder = (2 * n_visible * width * dec + method.decoder_depth * _block_flops(n, dec, 4 * dec)
-             + 2 * n_masked * dec * patch)
+  decoder = (
+    2 * n_visible * width * dec + method.decoder_depth * _block_flops(n, dec, 4 * dec) + 2 * n_masked * dec * patch
+  )
   per_clip = 2 * embed + 3 * (encoder + decoder)
   return float(per_clip * (batch_size or data.batch_size))
 

@@ -22,11 +22,13 @@ def make_schedule(config, num_steps: int, steps_per_epoch: float) -> optax.Sched
   warmup = sched.warmup_steps or int(round(sched.warmup_epochs * steps_per_epoch))
   warmup = min(warmup, max(num_steps - 1, 0))
   if sched.name == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(sched.warmup_init_lr, lr, warmup, max(num_steps, warmup + 1),
-                                              sched.min_lr)
+    return optax.warmup_cosine_decay_schedule(
+      sched.warmup_init_lr, lr, warmup, max(num_steps, warmup + 1), sched.min_lr
+    )
   if sched.name == "warmup_constant":
-    return optax.join_schedules([optax.linear_schedule(sched.warmup_init_lr, lr, warmup),
-                                 optax.constant_schedule(lr)], [warmup])
+    return optax.join_schedules(
+      [optax.linear_schedule(sched.warmup_init_lr, lr, warmup), optax.constant_schedule(lr)], [warmup]
+    )
   raise ConfigError(f"schedule.name must be 'warmup_cosine' or 'warmup_constant', not '{sched.name}'")
 
 
@@ -36,8 +38,7 @@ def _path_name(path) -> str:
 
 def decay_mask(params, patterns) -> dict:
   """True for parameters that get weight decay: those whose path matches none of `patterns`."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: not any(p in _path_name(path) for p in patterns), params)
+  return jax.tree_util.tree_map_with_path(lambda path, _: not any(p in _path_name(path) for p in patterns), params)
 
 
 def layer_id(name: str, num_layers: int) -> int:
@@ -56,13 +57,15 @@ def layer_scales(params, decay: float) -> dict:
   blocks = [int(m.group(1)) for n in names if (m := re.search(r"encoder/blocks/(\d+)/", n))]
   num_layers = max(blocks) + 1 if blocks else 0
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: decay ** (num_layers + 1 - layer_id(_path_name(path), num_layers)), params)
+    lambda path, _: decay ** (num_layers + 1 - layer_id(_path_name(path), num_layers)), params
+  )
 
 
 def scale_by_tree(scales) -> optax.GradientTransformation:
   def update(updates, state, params=None):
     del params
     return jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scales), state
+
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 

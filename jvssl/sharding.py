@@ -11,8 +11,8 @@ import math
 from typing import Any, Sequence
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jvssl.errors import ConfigError
 
@@ -21,12 +21,24 @@ MESH_AXES = ("data", "fsdp", "model")
 # "act_seq", "act_embed", "act_mlp", "act_heads") have separate names, so FSDP can shard weights
 # over "fsdp" while activations are sharded over the batch on the same mesh axis.
 RULE_SETS = {
-    "dp": (("batch", ("data", "fsdp")),),
-    "fsdp": (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("decoder_embed", "fsdp")),
-    "tp": (("batch", ("data", "fsdp")), ("mlp", "model"), ("heads", "model"), ("act_mlp", "model"),
-           ("act_heads", "model")),
-    "fsdp_tp": (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("decoder_embed", "fsdp"), ("mlp", "model"),
-                ("heads", "model"), ("act_mlp", "model"), ("act_heads", "model")),
+  "dp": (("batch", ("data", "fsdp")),),
+  "fsdp": (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("decoder_embed", "fsdp")),
+  "tp": (
+    ("batch", ("data", "fsdp")),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("act_mlp", "model"),
+    ("act_heads", "model"),
+  ),
+  "fsdp_tp": (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("decoder_embed", "fsdp"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("act_mlp", "model"),
+    ("act_heads", "model"),
+  ),
 }
 # Variables get their logical axes as metadata and no sharding at creation: the
 # real sharded arrays are made by a jit whose out_shardings come from the rules.
@@ -46,8 +58,9 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.s
     shape[shape.index(-1)] = len(devices) // known
   if math.prod(shape) != len(devices):
     raise ConfigError(f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, have {len(devices)}")
-  return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+  return jax.make_mesh(
+    tuple(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES), devices=devices
+  )
 
 
 def rules_from_config(config) -> tuple[tuple[str, Any], ...]:
@@ -109,8 +122,9 @@ def batch_sharding(mesh: jax.sharding.Mesh, rules, ndim: int = 1) -> NamedShardi
 def state_shardings(abstract_state, mesh: jax.sharding.Mesh, rules):
   """NamedShardings (as a pure dict) for an nnx State of abstract Variables, from their logical axes."""
   specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
-  return jax.tree.map(lambda spec: NamedSharding(mesh, logical_to_spec(tuple(spec), rules)), specs,
-                      is_leaf=lambda x: isinstance(x, P))
+  return jax.tree.map(
+    lambda spec: NamedSharding(mesh, logical_to_spec(tuple(spec), rules)), specs, is_leaf=lambda x: isinstance(x, P)
+  )
 
 
 def data_parallel_size(mesh: jax.sharding.Mesh, rules) -> int:
@@ -127,10 +141,15 @@ def check_batch(batch_size: int, grad_accum_steps: int, mesh: jax.sharding.Mesh,
     raise ConfigError(f"data.batch_size {batch_size} is not divisible by train.grad_accum_steps {grad_accum_steps}")
   micro = batch_size // grad_accum_steps
   if micro % ways:
-    what = f"the micro-batch {micro} (data.batch_size / train.grad_accum_steps)" if grad_accum_steps > 1 else (
-        f"data.batch_size {batch_size}")
-    raise ConfigError(f"{what} does not divide over the {ways} data-parallel devices (mesh axes "
-                      f"{dict(mesh.shape)}); make it a multiple of {ways} or change config.mesh")
+    what = (
+      f"the micro-batch {micro} (data.batch_size / train.grad_accum_steps)"
+      if grad_accum_steps > 1
+      else (f"data.batch_size {batch_size}")
+    )
+    raise ConfigError(
+      f"{what} does not divide over the {ways} data-parallel devices (mesh axes "
+      f"{dict(mesh.shape)}); make it a multiple of {ways} or change config.mesh"
+    )
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -15,8 +15,14 @@ K400_SMOKE = os.path.join("configs", "videomae_k400.py:vit_s,runlocal")
 def _benchmark(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("GLIBC_TUNABLES", None)
-  return subprocess.run([sys.executable, "-m", "jvssl.tools.benchmark", f"--config={K400_SMOKE}", "--steps=2",
-                         "--warmup=1", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "jvssl.tools.benchmark", f"--config={K400_SMOKE}", "--steps=2", "--warmup=1", *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def test_benchmark_prints_one_json_line_with_the_torch_ratio():
@@ -30,6 +36,7 @@ def test_benchmark_prints_one_json_line_with_the_torch_ratio():
   assert result["gflops_per_step"] > 0 and 0 < result["mfu"]
   # The command re-executed itself with the CPU malloc settings.
   from jvssl import cpu_memory
+
   if cpu_memory.wanted({"JAX_PLATFORMS": "cpu"}):
     assert result["glibc_tunables"] == cpu_memory.TUNABLES
 

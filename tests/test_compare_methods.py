@@ -9,8 +9,15 @@ from jvssl.tools import compare_methods
 
 
 def test_one_table_for_every_method_and_the_random_init(tmp_path):
-  code = compare_methods.main_cli(["--config=configs/ssl_synthetic.py", "--methods=simclr,videomae", "--arg=runlocal",
-                                   f"--workdir={tmp_path}", "--config.train.num_steps=2"])
+  code = compare_methods.main(
+    [
+      "--config=configs/ssl_synthetic.py",
+      "--methods=simclr,videomae",
+      "--arg=runlocal",
+      f"--workdir={tmp_path}",
+      "--config.train.num_steps=2",
+    ]
+  )
   assert code == 0
   columns = json.load(open(tmp_path / "results.json"))
   assert list(columns) == ["random init", "simclr", "videomae"]
@@ -22,6 +29,6 @@ def test_one_table_for_every_method_and_the_random_init(tmp_path):
 
 def test_unknown_argument_is_refused(capsys):
   with pytest.raises(SystemExit) as exit_info:
-    compare_methods.main_cli(["--config=configs/ssl_synthetic.py", "--methods=simclr", "--workdir=/tmp/x", "--steps=3"])
+    compare_methods.main(["--config=configs/ssl_synthetic.py", "--methods=simclr", "--workdir=/tmp/x", "--steps=3"])
   assert exit_info.value.code == 2
   assert "--steps=3" in capsys.readouterr().err

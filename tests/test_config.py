@@ -13,8 +13,9 @@ K400 = os.path.join(REPO, "configs", "videomae_k400.py")
 
 
 def test_overrides_are_typed():
-  c = config_lib.load(SYNTHETIC, ["optimizer.lr=0.01", "model.patch_size=(2,4,4)", "train.num_steps=7",
-                                  "data.augment.flip=true"])
+  c = config_lib.load(
+    SYNTHETIC, ["optimizer.lr=0.01", "model.patch_size=(2,4,4)", "train.num_steps=7", "data.augment.flip=true"]
+  )
   assert c.optimizer.lr == 0.01 and isinstance(c.optimizer.lr, float)
   assert c.model.patch_size == (2, 4, 4)
   assert c.train.num_steps == 7 and c.data.augment.flip is True
@@ -37,9 +38,11 @@ def test_missing_config_file():
 
 def test_unknown_key_in_a_recipe_is_named(tmp_path):
   path = tmp_path / "bad.py"
-  path.write_text("from jvssl.config import base_config\n"
-                  "def get_config(arg=None):\n  c = base_config()\n  c.lock()\n  c.optimizer.learning_rate = 1\n"
-                  "  return c\n")
+  path.write_text(
+    "from jvssl.config import base_config\n"
+    "def get_config(arg=None):\n  c = base_config()\n  c.lock()\n  c.optimizer.learning_rate = 1\n"
+    "  return c\n"
+  )
   with pytest.raises(ConfigError, match="learning_rate"):
     config_lib.load(str(path))
 
@@ -60,10 +63,19 @@ def test_k400_recipe_is_the_published_one():
   c = config_lib.load(K400 + ":vit_b")
   assert (c.model.variant, c.model.patch_size, c.data.num_frames, c.data.image_size) == ("B", (2, 16, 16), 16, 224)
   assert (c.method.mask_ratio, c.method.mask_type, c.method.decoder_depth, c.method.decoder_width) == (
-      0.9, "tube", 4, 384)
+    0.9,
+    "tube",
+    4,
+    384,
+  )
   assert c.method.norm_pix_loss
-  assert (c.optimizer.lr, c.optimizer.lr_base_batch_size, c.optimizer.b1, c.optimizer.b2,
-          c.optimizer.weight_decay) == (1.5e-4, 256, 0.9, 0.95, 0.05)
+  assert (c.optimizer.lr, c.optimizer.lr_base_batch_size, c.optimizer.b1, c.optimizer.b2, c.optimizer.weight_decay) == (
+    1.5e-4,
+    256,
+    0.9,
+    0.95,
+    0.05,
+  )
   assert c.data.batch_size == 1024 and c.schedule.warmup_epochs == 40 and c.train.num_epochs == 800
   assert config_lib.load(K400 + ":vit_l").method.decoder_width == 512
 

@@ -6,8 +6,9 @@ import pytest
 
 from jvssl import cpu_memory
 
-linux_glibc = pytest.mark.skipif(not cpu_memory.wanted({"JAX_PLATFORMS": "cpu"}),
-                                 reason="glibc malloc tuning applies to Linux with glibc only")
+linux_glibc = pytest.mark.skipif(
+  not cpu_memory.wanted({"JAX_PLATFORMS": "cpu"}), reason="glibc malloc tuning applies to Linux with glibc only"
+)
 
 
 @linux_glibc
@@ -28,14 +29,17 @@ def test_tuned_environ_keeps_existing_tunables_and_the_rest():
   assert cpu_memory.tuned_environ({})["GLIBC_TUNABLES"] == cpu_memory.TUNABLES
 
 
-_CHILD = ("import os, sys; from jvssl import cpu_memory; cpu_memory.reexec_with_tuned_malloc(); "
-          "print(os.environ.get('GLIBC_TUNABLES', ''), sys.argv[1:])")
+_CHILD = (
+  "import os, sys; from jvssl import cpu_memory; cpu_memory.reexec_with_tuned_malloc(); "
+  "print(os.environ.get('GLIBC_TUNABLES', ''), sys.argv[1:])"
+)
 
 
 def _run_child(**env):
   environ = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JVSSL_MALLOC_TUNING")}
-  out = subprocess.run([sys.executable, "-c", _CHILD, "a", "--b=1"], env={**environ, **env},
-                       capture_output=True, text=True, check=True)
+  out = subprocess.run(
+    [sys.executable, "-c", _CHILD, "a", "--b=1"], env={**environ, **env}, capture_output=True, text=True, check=True
+  )
   return out.stdout.strip()
 
 

@@ -25,8 +25,10 @@ if jax.process_index() == 0:
   np.savez(sys.argv[2], **flat)
 print("devices", jax.device_count(), "processes", jax.process_count())
 """
-_JOIN = ("distributed.initialize(distributed.Cluster('127.0.0.1:{port}', 2, int(sys.argv[3])))\n"
-         "assert jax.process_count() == 2 and jax.device_count() == 2")
+_JOIN = (
+  "distributed.initialize(distributed.Cluster('127.0.0.1:{port}', 2, int(sys.argv[3])))\n"
+  "assert jax.process_count() == 2 and jax.device_count() == 2"
+)
 
 
 def _free_port() -> int:
@@ -44,25 +46,37 @@ def test_two_processes_match_one(tmp_path):
   code = _TRAIN.replace("{init}", "import jax.experimental.multihost_utils\n" + _JOIN.format(port=_free_port()))
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
   work = str(tmp_path / "two")
-  procs = [subprocess.Popen([sys.executable, "-c", code, work, str(tmp_path / "two.npz"), str(i)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", code, work, str(tmp_path / "two.npz"), str(i)],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-4000:]
 
   # One process, two devices: the same (data=2) mesh and global batch, read by one host. It then
   # restores the checkpoint both processes wrote together.
-  one = _TRAIN.replace("{init}", "import jax.experimental.multihost_utils") + f"""
+  one = (
+    _TRAIN.replace("{init}", "import jax.experimental.multihost_utils")
+    + f"""
 from jvssl import checkpointing
 ckpt = checkpointing.Checkpointer({work!r}, keep=1, async_save=False)
 assert ckpt.latest_step() == 3, ckpt.latest_step()
 state, _ = ckpt.restore(3, result.trainer.abstract_state())
-np.savez({str(tmp_path / 'restored.npz')!r},
+np.savez({str(tmp_path / "restored.npz")!r},
          **{{jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(state.params)[0]}})
 """
-  run_python(f"import sys; sys.argv = ['-c', {str(tmp_path / 'one')!r}, {str(tmp_path / 'one.npz')!r}]\n" + one,
-             devices=2)
+  )
+  run_python(
+    f"import sys; sys.argv = ['-c', {str(tmp_path / 'one')!r}, {str(tmp_path / 'one.npz')!r}]\n" + one, devices=2
+  )
   two, single = _load(tmp_path / "two.npz"), _load(tmp_path / "one.npz")
   assert two.keys() == single.keys()
   for name in two:
@@ -74,21 +88,26 @@ np.savez({str(tmp_path / 'restored.npz')!r},
     np.testing.assert_array_equal(back[name], two[name], err_msg=name)
 
 
-@pytest.mark.parametrize("env,expected", [
+@pytest.mark.parametrize(
+  "env,expected",
+  [
     ({}, "single"),
     ({"SLURM_NTASKS": "8"}, "auto"),
     ({"SLURM_NTASKS": "1"}, "single"),
     ({"TPU_WORKER_HOSTNAMES": "10.0.0.2,10.0.0.3"}, "auto"),
     ({"TPU_WORKER_HOSTNAMES": "localhost"}, "single"),
-])
+  ],
+)
 def test_detect_from_environment(env, expected):
   from jvssl import distributed
+
   assert distributed.detect(distributed.Cluster(), env) == expected
 
 
 def test_explicit_flags_go_together():
   from jvssl import distributed
   from jvssl.errors import ConfigError
+
   assert distributed.detect(distributed.Cluster("h:1", 2, 1), {}) == "explicit"
   with pytest.raises(ConfigError, match="go together"):
     distributed.detect(distributed.Cluster("h:1", None, 0), {})
@@ -98,5 +117,6 @@ def test_explicit_flags_go_together():
 
 def test_slurm_one_task_per_node_sees_all_its_gpus():
   from jvssl import distributed
+
   assert distributed.slurm_local_devices({"SLURM_NTASKS_PER_NODE": "1", "SLURM_GPUS_ON_NODE": "8"}) == list(range(8))
   assert distributed.slurm_local_devices({"SLURM_NTASKS_PER_NODE": "8", "SLURM_GPUS_ON_NODE": "8"}) is None

@@ -16,8 +16,9 @@ SLURM_ENV_PREFIX = ("SLURM_",)
 def _dry_run(script, *args, env=None):
   environ = {k: v for k, v in os.environ.items() if not k.startswith(SLURM_ENV_PREFIX)}
   environ.update(env or {})
-  proc = subprocess.run(["bash", script, "--dry-run", *args], cwd=REPO, capture_output=True, text=True, timeout=30,
-                        env=environ)
+  proc = subprocess.run(
+    ["bash", script, "--dry-run", *args], cwd=REPO, capture_output=True, text=True, timeout=30, env=environ
+  )
   assert proc.returncode == 0, proc.stderr
   return proc.stdout.splitlines()
 
@@ -36,26 +37,62 @@ def test_shellcheck():
 
 
 def test_single_machine_dry_run():
-  lines = _dry_run("launch/single_machine.sh", "--config=configs/videomae_synthetic.py:runlocal", "--workdir=/tmp/w",
-                   "--config.train.num_steps=5")
-  assert lines == ["python -m jvssl.main --config=configs/videomae_synthetic.py:runlocal --workdir=/tmp/w "
-                   "--config.train.num_steps=5 "]
+  lines = _dry_run(
+    "launch/single_machine.sh",
+    "--config=configs/videomae_synthetic.py:runlocal",
+    "--workdir=/tmp/w",
+    "--config.train.num_steps=5",
+  )
+  assert lines == [
+    "python -m jvssl.main --config=configs/videomae_synthetic.py:runlocal --workdir=/tmp/w --config.train.num_steps=5 "
+  ]
 
 
 def test_slurm_dry_run_one_process_per_gpu():
-  lines = _dry_run("launch/slurm_gpu.sbatch", "--config=configs/videomae_k400.py:vit_b", "--workdir=/shared/v",
-                   env={"SLURM_JOB_NUM_NODES": "4", "SLURM_NTASKS_PER_NODE": "8"})
-  assert lines[-1].split() == ["srun", "--nodes=4", "--ntasks-per-node=8", "--kill-on-bad-exit=1", "python", "-m",
-                               "jvssl.main", "--config=configs/videomae_k400.py:vit_b", "--workdir=/shared/v"]
+  lines = _dry_run(
+    "launch/slurm_gpu.sbatch",
+    "--config=configs/videomae_k400.py:vit_b",
+    "--workdir=/shared/v",
+    env={"SLURM_JOB_NUM_NODES": "4", "SLURM_NTASKS_PER_NODE": "8"},
+  )
+  assert lines[-1].split() == [
+    "srun",
+    "--nodes=4",
+    "--ntasks-per-node=8",
+    "--kill-on-bad-exit=1",
+    "python",
+    "-m",
+    "jvssl.main",
+    "--config=configs/videomae_k400.py:vit_b",
+    "--workdir=/shared/v",
+  ]
   assert "JAX_COORDINATOR_PORT=12345" in lines[0]
 
 
 def test_tpu_pod_dry_run():
-  lines = _dry_run("launch/tpu_pod.sh", "--name=pod", "--zone=us-east5-a", "--type=v5p-32", "--spot", "--",
-                   "--config=configs/videomae_k400.py:vit_b", "--workdir=/mnt/shared/v")
+  lines = _dry_run(
+    "launch/tpu_pod.sh",
+    "--name=pod",
+    "--zone=us-east5-a",
+    "--type=v5p-32",
+    "--spot",
+    "--",
+    "--config=configs/videomae_k400.py:vit_b",
+    "--workdir=/mnt/shared/v",
+  )
   create, tar, scp, install, train = lines
-  assert create.split() == ["gcloud", "compute", "tpus", "tpu-vm", "create", "pod", "--zone=us-east5-a",
-                            "--accelerator-type=v5p-32", "--version=tpu-ubuntu2204-base", "--spot"]
+  assert create.split() == [
+    "gcloud",
+    "compute",
+    "tpus",
+    "tpu-vm",
+    "create",
+    "pod",
+    "--zone=us-east5-a",
+    "--accelerator-type=v5p-32",
+    "--version=tpu-ubuntu2204-base",
+    "--spot",
+  ]
   assert tar.startswith("tar -czf /tmp/jvssl.tar.gz")
   assert "scp /tmp/jvssl.tar.gz pod:jvssl.tar.gz" in scp and "--worker=all" in scp
   assert "--worker=all" in install and "pip\\ install" in install
@@ -64,6 +101,7 @@ def test_tpu_pod_dry_run():
 
 
 def test_usage_errors():
-  proc = subprocess.run(["bash", "launch/tpu_pod.sh", "--name=pod"], cwd=REPO, capture_output=True, text=True,
-                        timeout=30)
+  proc = subprocess.run(
+    ["bash", "launch/tpu_pod.sh", "--name=pod"], cwd=REPO, capture_output=True, text=True, timeout=30
+  )
   assert proc.returncode == 2 and "usage" in proc.stderr

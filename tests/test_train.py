@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jvssl import train
+from jvssl import sharding, train, trainer as trainer_lib
 from jvssl.data import pipeline
 from jvssl.errors import CheckpointError, NonFiniteLossError, UserError
 
@@ -32,6 +32,7 @@ def _crash_after(monkeypatch, num_batches):
       if i == num_batches:
         raise RuntimeError("simulated crash")
       yield batch
+
   monkeypatch.setattr(pipeline, "device_iterator", failing)
   return original
 
@@ -66,8 +67,11 @@ def test_nonfinite_loss_stops_before_saving(tiny_config, tmp_path):
   c.optimizer.lr = 1e30
   c.schedule.warmup_steps = 0
   c.train.num_steps, c.train.checkpoint_every_steps, c.train.log_every_steps = 4, 1, 1
-  with pytest.raises(NonFiniteLossError, match=r"non-finite at step 1; stopped before saving \(last good "
-                                               r"checkpoint: step 1\)"):
+  with pytest.raises(
+    NonFiniteLossError,
+    match=r"non-finite at step 1; stopped before saving \(last good "
+    r"checkpoint: step 1\)",
+  ):
     train.train(c, str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]
 
@@ -101,7 +105,7 @@ def test_loss_falls_when_overfitting_one_batch(tiny_config):
   c.method.norm_pix_loss = False
   c.optimizer.lr, c.schedule.warmup_steps = 3e-3, 0
   c.train.num_steps = 1
-  trainer = train.Trainer(c, train.sharding.make_mesh(c.mesh), 60, 1.0)
+  trainer = trainer_lib.Trainer(c, sharding.make_mesh(c.mesh), 60, 1.0)
   state = trainer.init(0)
   batch = pipeline.to_global(next(pipeline.train_dataset(c).as_numpy_iterator()), trainer.mesh, trainer.rules)
   losses = []

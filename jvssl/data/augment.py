@@ -13,7 +13,8 @@ from jvssl.data import sampling
 
 def default_config() -> ConfigDict:
   """data.augment's fields and defaults (every augmentation off)."""
-  return ConfigDict({
+  return ConfigDict(
+    {
       "random_crop_scale": (1.0, 1.0),  # Area fraction range of the random resized crop; (1, 1): centre crop.
       "flip": False,  # Random horizontal flip (off for SSv2, whose labels say left and right).
       # Colour jitter strengths (SimCLR / CVRL style): brightness, contrast, saturation, hue; applied with
@@ -23,7 +24,8 @@ def default_config() -> ConfigDict:
       "grayscale_prob": 0.0,
       "blur_prob": 0.0,  # Gaussian blur with sigma drawn from blur_sigma (in pixels of the output size).
       "blur_sigma": (0.1, 2.0),
-  })
+    }
+  )
 
 
 def options(augment_config) -> ConfigDict:
@@ -106,12 +108,14 @@ def three_crops(video, size: int):
   scale = size / tf.cast(tf.minimum(shape[1], shape[2]), tf.float32)
   new_h = tf.maximum(tf.cast(tf.round(tf.cast(shape[1], tf.float32) * scale), tf.int32), size)
   new_w = tf.maximum(tf.cast(tf.round(tf.cast(shape[2], tf.float32) * scale), tf.int32), size)
-  video = tf.cast(tf.round(tf.clip_by_value(tf.image.resize(tf.cast(video, tf.float32), [new_h, new_w],
-                                                            antialias=True), 0, 255)), tf.uint8)
+  video = tf.cast(
+    tf.round(tf.clip_by_value(tf.image.resize(tf.cast(video, tf.float32), [new_h, new_w], antialias=True), 0, 255)),
+    tf.uint8,
+  )
   crops = []
   for k in range(3):
     top, left = (new_h - size) * k // 2, (new_w - size) * k // 2
-    crops.append(video[:, top:top + size, left:left + size])
+    crops.append(video[:, top : top + size, left : left + size])
   return tf.stack(crops)
 
 
@@ -122,8 +126,9 @@ def test_views(frames, num_clips: int, data_config):
   (sampling.multi_view_indices), each cut into three_crops; predictions are averaged over views.
   """
   t, stride, size = data_config.num_frames, data_config.frame_stride, data_config.image_size
-  indices = tf.numpy_function(lambda n: sampling.multi_view_indices(int(n), num_clips, t, stride),
-                              [tf.shape(frames)[0]], tf.int64, stateful=False)
+  indices = tf.numpy_function(
+    lambda n: sampling.multi_view_indices(int(n), num_clips, t, stride), [tf.shape(frames)[0]], tf.int64, stateful=False
+  )
   clips = tf.gather(frames, tf.reshape(indices, [num_clips * t]))
   clips = tf.reshape(clips, tf.concat([[num_clips, t], tf.shape(frames)[1:]], 0))
   views = tf.stack([three_crops(clips[i], size) for i in range(num_clips)])
@@ -154,11 +159,13 @@ def random_resized_crop(video, seed, scale, size: int, flip=False, ratio=(3 / 4,
   offset = tf.random.stateless_uniform([2], seed + 2)
   top = tf.cast(tf.round(offset[0] * (height - crop_h)), tf.int32)
   left = tf.cast(tf.round(offset[1] * (width - crop_w)), tf.int32)
-  crop = video[:, top:top + tf.cast(crop_h, tf.int32), left:left + tf.cast(crop_w, tf.int32)]
+  crop = video[:, top : top + tf.cast(crop_h, tf.int32), left : left + tf.cast(crop_w, tf.int32)]
   # Plain bilinear suffices for the usual mild downscaling; crops over twice the output size need antialiasing.
-  frames = tf.cond(tf.minimum(crop_h, crop_w) > 2 * size,
-                   lambda: tf.image.resize(crop, [size, size], antialias=True),
-                   lambda: tf.image.resize(crop, [size, size]))
+  frames = tf.cond(
+    tf.minimum(crop_h, crop_w) > 2 * size,
+    lambda: tf.image.resize(crop, [size, size], antialias=True),
+    lambda: tf.image.resize(crop, [size, size]),
+  )
   # Both filters have non-negative weights, so values stay in [0, 255]: +0.5 then truncation rounds.
   frames = tf.cast(frames + 0.5, tf.uint8)
   return tf.cond(tf.convert_to_tensor(flip), lambda: tf.reverse(frames, axis=[2]), lambda: frames)
@@ -168,7 +175,7 @@ def _center_crop_square(video):
   shape = tf.shape(video)
   side = tf.minimum(shape[-3], shape[-2])
   top, left = (shape[-3] - side) // 2, (shape[-2] - side) // 2
-  return video[..., top:top + side, left:left + side, :]
+  return video[..., top : top + side, left : left + side, :]
 
 
 def _resize(video, size):

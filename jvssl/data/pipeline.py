@@ -49,18 +49,23 @@ def _example_seed(seed: int, position) -> tf.Tensor:
 
 def _epoch_permutation(index, epoch, seed: int, num_examples: int):
   # Hash (seed, epoch) first: index_shuffle is weak for some small raw seeds.
-  key = tf.random.stateless_uniform([2], tf.stack([tf.constant(seed, tf.int64), epoch]),
-                                    minval=None, maxval=None, dtype=tf.int64)
+  key = tf.random.stateless_uniform(
+    [2], tf.stack([tf.constant(seed, tf.int64), epoch]), minval=None, maxval=None, dtype=tf.int64
+  )
   return tf.random.experimental.index_shuffle(index, key, tf.constant(num_examples - 1, tf.int64))
 
 
-def train_dataset(config, *, start_step: int = 0, split: str | None = None) -> tf.data.Dataset:
+def train_dataset(config, *, start_step: int = 0, split: str | None = None, inputs=None) -> tf.data.Dataset:
   """This process's batches for steps start_step, start_step + 1, ...: dicts of numpy arrays.
 
-  video: uint8 [b, T, H, W, 3] (or [b, K, T, H, W, 3] with K clips per video);
-  label: int32 [b] (the data set's label; methods that are self-supervised ignore it).
+  video: uint8 [b, T, H, W, 3] (or [b, K, T, H, W, 3] with K = data.clips_per_video clips per video);
+  label: int32 [b]. `inputs` (a method's `jvssl.methods.base.Inputs`) keeps only the modalities the
+  method reads, and one clip per video unless it takes all of them; None keeps everything.
   """
   data = config.data
+  if inputs is not None and not inputs.all_clips and data.clips_per_video > 1:
+    data = data.copy_and_resolve_references()
+    data.clips_per_video = 1  # The method reads one clip: decode no others.
   source = make_source(data, split or data.train_split)
   num_examples = num_train_examples(data, split)
   if num_examples <= 0:
@@ -81,6 +86,11 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None) -> t
     seed = _example_seed(config.seed, g)
     example = source.load(index, seed)
     example["video"] = augment.train_augment(example["video"], seed + 1, data)
+    if inputs is not None:
+      missing = [m for m in inputs.modalities if m not in example]
+      if missing:
+        raise ConfigError(f"data source '{data.source}' gives {sorted(example)}, not {missing}")
+      example = {m: example[m] for m in inputs.modalities} | {"bad": example.get("bad", tf.constant(0, tf.int32))}
     example.setdefault("bad", tf.constant(0, tf.int32))
     return example
 
@@ -96,9 +106,11 @@ def _check_bad_fraction(batch: dict, max_fraction: float) -> dict:
   batch = dict(batch)
   fraction = tf.reduce_mean(tf.cast(batch.pop("bad"), tf.float32))
   check = tf.debugging.assert_less_equal(
-      fraction, tf.constant(max_fraction, tf.float32),
-      message=f"{DATA_ERROR_MARK} more than data.max_bad_fraction={max_fraction} of a batch was unreadable video "
-              "(skip counts are in the log); fix the data or raise data.max_bad_fraction")
+    fraction,
+    tf.constant(max_fraction, tf.float32),
+    message=f"{DATA_ERROR_MARK} more than data.max_bad_fraction={max_fraction} of a batch was unreadable video "
+    "(skip counts are in the log); fix the data or raise data.max_bad_fraction",
+  )
   with tf.control_dependencies([check]):
     batch["video"] = tf.identity(batch["video"])
   return batch
@@ -138,8 +150,10 @@ def _parallel(data):
 
 def to_global(local_batch: dict, mesh: jax.sharding.Mesh, rules) -> dict:
   """Assembles per-process numpy batches into global jax.Arrays sharded over the batch axis."""
-  return {k: jax.make_array_from_process_local_data(sharding.batch_sharding(mesh, rules, np.ndim(v)), v)
-          for k, v in local_batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(sharding.batch_sharding(mesh, rules, np.ndim(v)), v)
+    for k, v in local_batch.items()
+  }
 
 
 def device_iterator(ds: tf.data.Dataset, mesh, rules, prefetch: int = 2) -> Iterator[dict]:

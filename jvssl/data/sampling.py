@@ -42,8 +42,9 @@ def span(num_frames: int, stride: int) -> int:
   return (num_frames - 1) * stride + 1
 
 
-def window_starts(length: int, k: int, num_frames: int, stride: int, max_distance: int,
-                  rng: np.random.Generator) -> list[int]:
+def window_starts(
+  length: int, k: int, num_frames: int, stride: int, max_distance: int, rng: np.random.Generator
+) -> list[int]:
   """k random window starts; with max_distance > 0 all lie within max_distance frames of the first.
 
   Contrastive methods (rho clips per video) use max_distance to keep positives related in time.

@@ -29,16 +29,16 @@ from jvssl.errors import ConfigError
 
 # (dx, dy, rotation sense, zoom sense) per class; the first `num_classes` are used.
 MOTIONS = (
-    ("right", (1, 0, 0, 0)),
-    ("left", (-1, 0, 0, 0)),
-    ("down", (0, 1, 0, 0)),
-    ("up", (0, -1, 0, 0)),
-    ("rotate_cw", (0, 0, 1, 0)),
-    ("rotate_ccw", (0, 0, -1, 0)),
-    ("grow", (0, 0, 0, 1)),
-    ("shrink", (0, 0, 0, -1)),
-    ("down_right", (0.7071, 0.7071, 0, 0)),
-    ("up_left", (-0.7071, -0.7071, 0, 0)),
+  ("right", (1, 0, 0, 0)),
+  ("left", (-1, 0, 0, 0)),
+  ("down", (0, 1, 0, 0)),
+  ("up", (0, -1, 0, 0)),
+  ("rotate_cw", (0, 0, 1, 0)),
+  ("rotate_ccw", (0, 0, -1, 0)),
+  ("grow", (0, 0, 0, 1)),
+  ("shrink", (0, 0, 0, -1)),
+  ("down_right", (0.7071, 0.7071, 0, 0)),
+  ("up_left", (-0.7071, -0.7071, 0, 0)),
 )
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "bar", "star", "crescent")
 CLASS_NAMES = {"motion": tuple(name for name, _ in MOTIONS), "shape": SHAPES}
@@ -53,7 +53,8 @@ class SyntheticSource:
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "label": "shape",  # What the class is: "shape" or "motion" (see the module docstring).
         "num_classes": 8,  # The first N shapes or motions; the other attribute varies over all of its kinds.
         "num_train": 8192,
@@ -71,7 +72,8 @@ class SyntheticSource:
         # Render each split once and keep it in memory (num_examples * video_length * size^2 * 3 bytes):
         # rendering costs as much CPU as a small model's step, and a run sees each video many times.
         "cache": False,
-    })
+      }
+    )
 
   def __init__(self, data_config, split: str):
     self.cfg = data_config.synthetic
@@ -79,8 +81,9 @@ class SyntheticSource:
       raise ConfigError(f"synthetic.label must be one of {sorted(CLASS_NAMES)}, not {self.cfg.label!r}")
     kinds = len(CLASS_NAMES[self.cfg.label])
     if not 1 <= self.cfg.num_classes <= kinds:
-      raise ConfigError(f"synthetic.num_classes must be in 1..{kinds} for label '{self.cfg.label}', "
-                        f"got {self.cfg.num_classes}")
+      raise ConfigError(
+        f"synthetic.num_classes must be in 1..{kinds} for label '{self.cfg.label}', got {self.cfg.num_classes}"
+      )
     if split not in _SPLIT_SALT:
       raise ConfigError(f"synthetic split must be one of {list(_SPLIT_SALT)}, not {split!r}")
     self.split = split
@@ -130,7 +133,7 @@ class SyntheticSource:
       video = self.video(index)
     span = (self.num_frames - 1) * self.frame_stride + 1
     starts = tf.random.stateless_uniform([self.clips_per_video], seed, 0, self.video_length - span + 1, tf.int32)
-    clips = tf.stack([video[s:s + span:self.frame_stride] for s in tf.unstack(starts)])
+    clips = tf.stack([video[s : s + span : self.frame_stride] for s in tf.unstack(starts)])
     if self.clips_per_video == 1:
       clips = clips[0]
     return {"video": clips, "label": label}
@@ -173,19 +176,26 @@ def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
   radial = tf.sqrt(u * u + v * v)
   polar = tf.atan2(v, u)
   # Signed "inside-ness" of each shape, about 1 - distance from the centre in radii.
-  signed = tf.stack([
+  signed = tf.stack(
+    [
       1.0 - radial,  # disk
       0.8 - tf.maximum(tf.abs(u), tf.abs(v)),  # square
-      tf.reduce_min(tf.stack([0.5 - (u * math.cos(a) + v * math.sin(a))
-                              for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3,
-                                        math.pi / 2 + 4 * math.pi / 3)]), axis=0),  # triangle
-      tf.maximum(tf.minimum(0.9 - tf.abs(u), 0.35 - tf.abs(v)),
-                 tf.minimum(0.35 - tf.abs(u), 0.9 - tf.abs(v))),  # cross
+      tf.reduce_min(
+        tf.stack(
+          [
+            0.5 - (u * math.cos(a) + v * math.sin(a))
+            for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)
+          ]
+        ),
+        axis=0,
+      ),  # triangle
+      tf.maximum(tf.minimum(0.9 - tf.abs(u), 0.35 - tf.abs(v)), tf.minimum(0.35 - tf.abs(u), 0.9 - tf.abs(v))),  # cross
       tf.minimum(1.0 - radial, radial - 0.55),  # ring
       tf.minimum(1.0 - tf.abs(u), 0.35 - tf.abs(v)),  # bar
       0.75 + 0.3 * tf.cos(5.0 * polar) - radial,  # star
       tf.minimum(1.0 - radial, tf.sqrt((u - 0.55) ** 2 + v * v) - 0.75),  # crescent
-  ])
+    ]
+  )
   inside = tf.gather(signed, shape_id)
   # Soft edge about one pixel wide, so motion below a pixel still shows.
   mask = tf.sigmoid(inside * radius * size * 2.0)[..., None]

@@ -45,13 +45,16 @@ class JvsslVideoFolder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({
-            "video": tfds.features.Video(shape=(None, None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.Scalar(np.int64),
-            "path": tfds.features.Text(),
-        }),
-        disable_shuffling=True)
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "video": tfds.features.Video(shape=(None, None, None, 3), encoding_format="jpeg"),
+          "label": tfds.features.Scalar(np.int64),
+          "path": tfds.features.Text(),
+        }
+      ),
+      disable_shuffling=True,
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
@@ -61,27 +64,36 @@ class JvsslVideoFolder(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     for i, entry in enumerate(video_folder.read_list(list_path, cfg.root)):
       try:
-        frames, _ = video_decode.read_all_frames(entry.path, entry.start, entry.end, cfg.fps, cfg.short_side,
-                                                 cfg.timeout_s)
+        frames, _ = video_decode.read_all_frames(
+          entry.path, entry.start, entry.end, cfg.fps, cfg.short_side, cfg.timeout_s
+        )
       except video_decode.BadVideo as e:
         log.warning("left out %s (%s)", entry.path, e)
         continue
       yield i, {"video": frames, "label": entry.label, "path": os.path.relpath(entry.path, cfg.root)}
 
 
-def prepare(name: str, root: str, lists: dict[str, str], data_dir: str, short_side: int = 0,
-            fps: float = 0.0) -> tfds.core.DatasetBuilder:
+def prepare(
+  name: str, root: str, lists: dict[str, str], data_dir: str, short_side: int = 0, fps: float = 0.0
+) -> tfds.core.DatasetBuilder:
   """Builds (or finds already built) the data set jvssl_video_folder/name in data_dir; returns its builder."""
-  config = VideoFolderConfig(name=name, version=JvsslVideoFolder.VERSION, root=root,
-                             lists=tuple(sorted(lists.items())), short_side=short_side, fps=fps)
+  config = VideoFolderConfig(
+    name=name,
+    version=JvsslVideoFolder.VERSION,
+    root=root,
+    lists=tuple(sorted(lists.items())),
+    short_side=short_side,
+    fps=fps,
+  )
   builder = JvsslVideoFolder(config=config, data_dir=data_dir)
   builder.download_and_prepare()
   return builder
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog="python -m jvssl.data.tfds_builder", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    prog="python -m jvssl.data.tfds_builder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--videos", required=True, help="folder the lists' paths are relative to")
   p.add_argument("--list", action="append", required=True, help="SPLIT=FILE, once per split")
   p.add_argument("--data_dir", required=True, help="TFDS data dir to write to")
@@ -91,10 +103,13 @@ def main(argv=None) -> int:
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   if not all("=" in item for item in args.list):
     p.error("--list takes SPLIT=FILE")
-  prepare(args.name, args.videos, dict(item.split("=", 1) for item in args.list), args.data_dir,
-          args.short_side, args.fps)
-  print(f"read it with --config.data.source=tfds --config.data.tfds.name=jvssl_video_folder/{args.name} "
-        f"--config.data.tfds.data_dir={args.data_dir}")
+  prepare(
+    args.name, args.videos, dict(item.split("=", 1) for item in args.list), args.data_dir, args.short_side, args.fps
+  )
+  print(
+    f"read it with --config.data.source=tfds --config.data.tfds.name=jvssl_video_folder/{args.name} "
+    f"--config.data.tfds.data_dir={args.data_dir}"
+  )
   return 0
 
 

@@ -25,20 +25,26 @@ def load_builder(name: str, data_dir: str):
   # Imported here: tensorflow_datasets takes seconds to import, and only runs that read TFDS need it.
   import tensorflow_datasets as tfds
   from tensorflow_datasets.core import read_only_builder
+
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception:  # TFDS raises several types for unknown names, configs and versions.
     try:
       builder = read_only_builder.builder_from_files(name, data_dir=data_dir or None)
     except Exception as e:
-      raise ConfigError(f"TFDS data set '{name}' not found in {data_dir or 'the default data dir'}: "
-                        f"{str(e).splitlines()[0]}") from None
+      raise ConfigError(
+        f"TFDS data set '{name}' not found in {data_dir or 'the default data dir'}: {str(e).splitlines()[0]}"
+      ) from None
   if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-    raise ConfigError(f"TFDS data set '{name}' is not prepared in {builder.data_dir}; "
-                      f"run `tfds build {name} --data_dir={data_dir or '~/tensorflow_datasets'}` first")
+    raise ConfigError(
+      f"TFDS data set '{name}' is not prepared in {builder.data_dir}; "
+      f"run `tfds build {name} --data_dir={data_dir or '~/tensorflow_datasets'}` first"
+    )
   if builder.info.file_format.value != "tfrecord":
-    raise ConfigError(f"TFDS data set '{name}' is stored as {builder.info.file_format.value}; "
-                      "jvssl reads the tfrecord format (build it with --file_format=tfrecord)")
+    raise ConfigError(
+      f"TFDS data set '{name}' is stored as {builder.info.file_format.value}; "
+      "jvssl reads the tfrecord format (build it with --file_format=tfrecord)"
+    )
   return builder
 
 
@@ -48,7 +54,8 @@ class TFDSSource:
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "name": "",  # Registered TFDS name, optionally with config and version: "ucf101/ucf101_1@2.0.0".
         "data_dir": "",  # Where it is prepared ("": TFDS's default).
         # TFDS split for each jvssl split (data.train_split, data.eval_split, ...); TFDS slicing works ("train[:10%]").
@@ -57,7 +64,8 @@ class TFDSSource:
         "label_key": "label",  # An integer feature; "" for none (labels are -1).
         "num_classes": 0,  # 0: from the label feature when it is a ClassLabel.
         "max_retries": 8,  # Stand-in records tried after a bad one before the example fails.
-    })
+      }
+    )
 
   def __init__(self, data_config, split: str):
     self.data = data_config
@@ -78,8 +86,10 @@ class TFDSSource:
     self.records = tfrecord.RecordIndex([i.filename for i in instructions])
     # Split slicing ("train[:10%]") takes a range of records of each file.
     first = np.cumsum([0] + self.records.shard_lengths[:-1])
-    self.positions = np.concatenate([np.arange(first[n] + i.skip, first[n] + i.skip + i.take)
-                                     for n, i in enumerate(instructions)] + [np.zeros([0], np.int64)])
+    self.positions = np.concatenate(
+      [np.arange(first[n] + i.skip, first[n] + i.skip + i.take) for n, i in enumerate(instructions)]
+      + [np.zeros([0], np.int64)]
+    )
     self.num_examples = len(self.positions)
     label = features[self.cfg.label_key] if self.cfg.label_key else None
     self.num_classes = self.cfg.num_classes or getattr(label, "num_classes", 0)
@@ -92,6 +102,7 @@ class TFDSSource:
 
   def load(self, index, seed):
     """index: int64 scalar; seed: int64 [2], the per-example seed that picks the clip's frames."""
-    video, label, bad = tfrecord.load_clips(self.records, self.parse, index, seed, self.data, self.cfg.max_retries,
-                                            self.positions)
+    video, label, bad = tfrecord.load_clips(
+      self.records, self.parse, index, seed, self.data, self.cfg.max_retries, self.positions
+    )
     return {"video": video, "label": label, "bad": bad}

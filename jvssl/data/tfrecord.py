@@ -22,8 +22,8 @@ for by another record chosen from the seed, as video_folder does for files.
 import struct
 
 import numpy as np
-from google.protobuf import message
 import tensorflow as tf
+from google.protobuf import message
 from ml_collections import ConfigDict
 
 from jvssl import registry
@@ -44,8 +44,9 @@ def shard_files(patterns: str) -> list[str]:
   files = []
   for pattern in patterns.split(","):
     if pattern.strip():
-      files.extend(f for f in tf.io.gfile.glob(pattern.strip())
-                   if not f.endswith((INDEX_SUFFIX, ".tsv")) and ".tmp" not in f)
+      files.extend(
+        f for f in tf.io.gfile.glob(pattern.strip()) if not f.endswith((INDEX_SUFFIX, ".tsv")) and ".tmp" not in f
+      )
   return sorted(set(files))
 
 
@@ -96,7 +97,7 @@ def write_index(path: str, offsets: np.ndarray, notes=()) -> None:
 
 def read_record(path: str, offset: int, length: int) -> bytes:
   # Local files through Python's own I/O: tf.io.gfile is many times slower for megabyte reads.
-  with (open(path, "rb") if "://" not in path else tf.io.gfile.GFile(path, "rb")) as f:
+  with open(path, "rb") if "://" not in path else tf.io.gfile.GFile(path, "rb") as f:
     f.seek(offset)
     return f.read(length)
 
@@ -163,8 +164,10 @@ def load_clips(records: RecordIndex, parse, index, seed, data_config, max_retrie
         reason = "damaged_frame"
       bad_input.record_skip(records.describe(record), reason)
       index = int(standins.integers(num_examples))
-    raise DataError(f"{DATA_ERROR_MARK} {max_retries + 1} records in a row could not be read "
-                    f"(last: {records.describe(record)}); rebuild the shards with python -m jvssl.tools.make_tfrecords")
+    raise DataError(
+      f"{DATA_ERROR_MARK} {max_retries + 1} records in a row could not be read "
+      f"(last: {records.describe(record)}); rebuild the shards with python -m jvssl.tools.make_tfrecords"
+    )
 
   encoded, label, bad = tf.numpy_function(pick, [index, seed], [tf.string, tf.int32, tf.int32], stateful=False)
   encoded = tf.reshape(encoded, [k * t])
@@ -197,14 +200,16 @@ class TFRecordSource:
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         # Comma-separated glob patterns of the shards of each split, e.g. "/data/k400/train-*-of-*".
         "train_files": "",
         "test_files": "",
         "val_files": "",
         "num_classes": 0,  # 0: unknown (labels are read per record); set it for supervised evaluation.
         "max_retries": 8,  # Stand-in records tried after a bad one before the example fails.
-    })
+      }
+    )
 
   def __init__(self, data_config, split: str):
     self.data = data_config
@@ -221,14 +226,14 @@ class TFRecordSource:
 
   def load(self, index, seed):
     """index: int64 scalar; seed: int64 [2], the per-example seed that picks the clip's frames."""
-    video, label, bad = load_clips(self.records, sequence_example_frames, index, seed, self.data,
-                                   self.cfg.max_retries)
+    video, label, bad = load_clips(self.records, sequence_example_frames, index, seed, self.data, self.cfg.max_retries)
     return {"video": video, "label": label, "bad": bad}
 
 
 def main(argv=None) -> int:
   """Writes the missing `.index` files of the shards matching the patterns given as arguments."""
   import sys
+
   patterns = sys.argv[1:] if argv is None else argv
   if not patterns:
     print("usage: python -m jvssl.data.tfrecord 'SHARD_PATTERN' [...]", file=sys.stderr)

@@ -58,8 +58,9 @@ def info(container, stream) -> VideoInfo:
   return VideoInfo(num_frames=max(int(count), 0), fps=fps)
 
 
-def read_frames(container, stream, indices: np.ndarray, fps: float, offset_s: float, short_side: int,
-                deadline: float) -> tuple[np.ndarray, bool]:
+def read_frames(
+  container, stream, indices: np.ndarray, fps: float, offset_s: float, short_side: int, deadline: float
+) -> tuple[np.ndarray, bool]:
   """Frames at `indices` (sorted or not) of the video's frames counted from offset_s, uint8 [len, H, W, 3].
 
   Seeks to the keyframe before the first wanted frame and decodes forward only
@@ -123,8 +124,9 @@ def _short(e: Exception) -> str:
   return f"{type(e).__name__}: {e}".splitlines()[0][:200]
 
 
-def read_all_frames(path: str, start_s: float = 0.0, end_s: float = 0.0, fps: float = 0.0, short_side: int = 0,
-                    timeout_s: float = 60.0) -> tuple[np.ndarray, float]:
+def read_all_frames(
+  path: str, start_s: float = 0.0, end_s: float = 0.0, fps: float = 0.0, short_side: int = 0, timeout_s: float = 60.0
+) -> tuple[np.ndarray, float]:
   """Every frame of a file from start_s to end_s (0: its end), for conversion: (uint8 [N, H, W, 3], fps).
 
   fps > 0 resamples to that rate. Frame i is the one video_folder's sampling

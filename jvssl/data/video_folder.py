@@ -45,8 +45,15 @@ def read_list(list_path: str, root: str) -> list[Entry]:
   if lines and lines[0].replace(" ", "").lower().startswith("path,"):
     rows = list(csv.DictReader(lines))
     try:
-      return [Entry(os.path.join(root, r["path"]), int(r["label"]) if r.get("label") not in (None, "") else -1,
-                    float(r.get("start") or 0.0), float(r.get("end") or 0.0)) for r in rows]
+      return [
+        Entry(
+          os.path.join(root, r["path"]),
+          int(r["label"]) if r.get("label") not in (None, "") else -1,
+          float(r.get("start") or 0.0),
+          float(r.get("end") or 0.0),
+        )
+        for r in rows
+      ]
     except ValueError as e:
       raise ConfigError(f"{list_path}: cannot read a row ({e}); expected path,label[,start,end]") from None
   entries = []
@@ -72,7 +79,8 @@ class VideoFolderSource:
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "root": "",  # Folder the list's paths are relative to.
         "train_list": "",  # Annotation list per split (see jvssl/data/video_folder.py).
         "test_list": "",
@@ -81,7 +89,8 @@ class VideoFolderSource:
         "decode_short_side": 0,  # > 0: frames are scaled down at decode so the short side is this.
         "decode_timeout_s": 30.0,  # Wall-clock limit per file; a file over it is skipped as "timeout".
         "max_retries": 8,  # Stand-in videos tried after a bad one before the example fails.
-    })
+      }
+    )
 
   def __init__(self, data_config, split: str):
     self.data = data_config
@@ -95,8 +104,9 @@ class VideoFolderSource:
 
   def load(self, index, seed):
     """index: int64 scalar; seed: int64 [2] for this example's clip positions and stand-ins."""
-    video, label, bad = tf.numpy_function(self.load_numpy, [index, seed], [tf.uint8, tf.int32, tf.int32],
-                                          stateful=False)
+    video, label, bad = tf.numpy_function(
+      self.load_numpy, [index, seed], [tf.uint8, tf.int32, tf.int32], stateful=False
+    )
     k = self.data.clips_per_video
     video.set_shape([k, self.data.num_frames, None, None, 3])
     label.set_shape([])
@@ -115,8 +125,10 @@ class VideoFolderSource:
       except video_decode.BadVideo as e:
         bad_input.record_skip(entry.path, e.reason, e.detail)
       index = int(standins.integers(self.num_examples))
-    raise DataError(f"{DATA_ERROR_MARK} {self.cfg.max_retries + 1} videos in a row could not be read "
-                    f"(last: {entry.path}); check data.video_folder.root and the list")
+    raise DataError(
+      f"{DATA_ERROR_MARK} {self.cfg.max_retries + 1} videos in a row could not be read "
+      f"(last: {entry.path}); check data.video_folder.root and the list"
+    )
 
   def decode(self, entry: Entry, rng: np.random.Generator) -> np.ndarray:
     """One entry's clips, uint8 [K, T, H, W, 3]. Raises BadVideo."""
@@ -131,8 +143,9 @@ class VideoFolderSource:
       if length <= 0:
         raise video_decode.BadVideo("no_frames", "the header gives no frames")
       indices = sampling.clip_indices(length, self.data, rng)
-      frames, padded = video_decode.read_frames(container, stream, indices.reshape(-1), meta.fps, entry.start,
-                                                self.cfg.decode_short_side, deadline)
+      frames, padded = video_decode.read_frames(
+        container, stream, indices.reshape(-1), meta.fps, entry.start, self.cfg.decode_short_side, deadline
+      )
     finally:
       container.close()
     if padded or length < sampling.span(self.data.num_frames, self.data.frame_stride):

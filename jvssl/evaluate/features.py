@@ -1,4 +1,4 @@
-"""Frozen-encoder features of a whole split, shared by the evaluators of one round."""
+"""A method's named functions (`Method.predict_fns`) applied to whole splits, and the per-round cache of them."""
 
 import logging
 
@@ -16,20 +16,28 @@ from jvssl.errors import ConfigError
 log = logging.getLogger("jvssl")
 
 
-def readout(outputs: dict, grid, kind: str) -> jax.Array:
-  """Clip features from encoder outputs.
+class Unavailable(Exception):
+  """An evaluator cannot run on this model (the method has no function it needs); the message says why."""
 
-  "mean": the pooled embedding [B, D]. "time": tokens averaged over space but
-  kept in time order, [B, T' * D], so a linear readout can see motion.
+
+def function_name(embedding: str, readout: str) -> str:
+  """The predict function a frozen-feature evaluator reads.
+
+  readout "mean": `embed_<embedding>`, one embedding per clip [B, D]. "time":
+  `<embedding>_tokens` averaged over space but kept in time order, [B, T' * D], so a
+  linear readout can see motion.
   """
-  if kind == "mean":
-    return outputs["pooled"]
-  if kind == "time":
-    tokens = outputs["tokens"]
-    t = grid[0]
-    per_frame = tokens.reshape(tokens.shape[0], t, -1, tokens.shape[-1]).mean(axis=2)
-    return per_frame.reshape(tokens.shape[0], -1)
-  raise ConfigError(f"readout must be 'mean' or 'time', not '{kind}'")
+  if readout == "mean":
+    return f"embed_{embedding}"
+  if readout == "time":
+    return f"{embedding}_tokens"
+  raise ConfigError(f"readout must be 'mean' or 'time', not '{readout}'")
+
+
+def _readout(outputs: jax.Array, readout: str) -> jax.Array:
+  if readout == "time":  # [B, T', S, D] -> [B, T' * D]
+    return outputs.mean(axis=2).reshape(outputs.shape[0], -1)
+  return outputs
 
 
 def eval_data_config(config):
@@ -39,8 +47,23 @@ def eval_data_config(config):
   return cfg
 
 
+def jit_predict(predictor, name: str, data_config, readout: str = "mean"):
+  """fn(batch of uint8 video) -> predictor.fns[name] on the normalised batch, jitted; Unavailable if absent."""
+  if name not in predictor.fns:
+    raise Unavailable(f"the method has no '{name}' (it has {', '.join(sorted(predictor.fns))})")
+  fn = predictor.fns[name]
+
+  @jax.jit
+  def apply(params, rest, batch):
+    model = nnx.merge(predictor.graphdef, params, rest, copy=True)
+    batch = dict(batch, video=normalize_video(batch["video"], data_config))
+    return _readout(fn(model, batch), readout).astype(jnp.float32)
+
+  return lambda batch: apply(predictor.params, predictor.rest, batch)
+
+
 def predict_split(config, mesh, fn, split: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """Applies fn(video float) -> [B, ...] to every clip of `split`; returns (outputs, labels) on host."""
+  """Applies fn(batch) -> [B, ...] to every clip of `split`; returns (outputs, labels) on host."""
   config = eval_data_config(config)
   rules = sharding.rules_from_config(config)
   ds, num_examples = pipeline.eval_dataset(config, split, config.eval.batch_size, limit=limit)
@@ -48,32 +71,28 @@ def predict_split(config, mesh, fn, split: str, limit: int = 0) -> tuple[np.ndar
   with sharding.use(mesh, rules):
     for local in ds.as_numpy_iterator():
       batch = pipeline.to_global(local, mesh, rules)
-      out = fn(batch["video"])
+      out = fn(batch)
       outputs.append(multihost_utils.process_allgather(out, tiled=True))
       labels.append(multihost_utils.process_allgather(batch["label"], tiled=True))
   return np.concatenate(outputs)[:num_examples], np.concatenate(labels)[:num_examples]
 
 
 class FeatureCache:
-  """Extracts each (split, readout, limit) once per evaluation round."""
+  """Computes each (split, function, readout, limit) once per evaluation round."""
 
-  def __init__(self, config, encoder, mesh):
-    self.config, self.mesh = config, mesh
+  def __init__(self, config, predictor, mesh):
+    self.config, self.predictor, self.mesh = config, predictor, mesh
     self._cache: dict = {}
+    self._fns: dict = {}  # One jitted function per (name, readout): the splits share its compilation.
 
-    def features(params, rest, video, kind):
-      model = nnx.merge(encoder.graphdef, params, rest, copy=True)
-      out = model(normalize_video(video, config.data))
-      return readout(out, model.grid, kind).astype(jnp.float32)
-
-    self._features = jax.jit(features, static_argnums=3)
-    self._encoder = encoder
-
-  def get(self, split: str, kind: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    key = (split, kind, limit)
+  def get(self, split: str, embedding: str, readout: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N, F], labels [N]) of `split` from the method's function for (embedding, readout)."""
+    name = function_name(embedding, readout)
+    key = (split, name, readout, limit)
     if key not in self._cache:
-      enc = self._encoder
-      fn = lambda video: self._features(enc.params, enc.rest, video, kind)
+      if (name, readout) not in self._fns:
+        self._fns[name, readout] = jit_predict(self.predictor, name, self.config.data, readout)
+      fn = self._fns[name, readout]
       self._cache[key] = predict_split(self.config, self.mesh, fn, split, limit)
-      log.info("features %s/%s: %s", split, kind, self._cache[key][0].shape)
+      log.info("features %s/%s: %s", split, name, self._cache[key][0].shape)
     return self._cache[key]

@@ -11,7 +11,6 @@ from jvssl.methods import losses, momentum
 
 @registry.METHODS.register("byol")
 class BYOL(momentum.MomentumMethod):
-
   @staticmethod
   def default_config() -> ConfigDict:
     return ConfigDict(momentum.config_fields())
@@ -21,7 +20,7 @@ class BYOL(momentum.MomentumMethod):
       raise ValueError(f"BYOL needs method.num_views >= 2 clips per video, got {self.config.method.num_views}")
     return momentum.StudentTeacher(self.config, last_batch_norm=False, rngs=rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, rng, step):
     m = self.config.method
     p, z = self.student_and_teacher(model, batch, rng)
     pairs = [(i, j) for i in range(m.num_views) for j in range(m.num_views) if i != j]

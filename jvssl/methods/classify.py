@@ -7,7 +7,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import models, registry
-from jvssl.methods.base import Method
+from jvssl.methods.base import Inputs, Method
 from jvssl.models import layers
 
 
@@ -22,8 +22,15 @@ class Classifier(nnx.Module):
     width = self.encoder.width
     # A small head init keeps the first steps from wrecking pretrained features (VideoMAE: 0.001 scale).
     head_init = nnx.initializers.truncated_normal(0.02 * method.head_init_scale)
-    self.head = layers.Dense(width, method.num_classes, axes=("embed", "classes"), kernel_init=head_init,
-                             dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.head = layers.Dense(
+      width,
+      method.num_classes,
+      axes=("embed", "classes"),
+      kernel_init=head_init,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
     self.dropout = method.head_dropout
 
   def __call__(self, video, rng=None):
@@ -42,17 +49,25 @@ class Classify(Method):
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "num_classes": 400,
         "label_smoothing": 0.1,
         "head_dropout": 0.0,
         "head_init_scale": 0.001,
-    })
+      }
+    )
+
+  def inputs(self) -> Inputs:
+    return Inputs(modalities=("video", "label"))
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     return Classifier(self.config, rngs=rngs)
 
-  def loss(self, model, batch, rng):
+  def predict_fns(self):
+    return dict(super().predict_fns(), logits=lambda model, batch: model(batch["video"]))
+
+  def loss(self, model, batch, rng, step):
     logits = model(batch["video"], rng)
     num_classes = logits.shape[-1]
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), self.config.method.label_smoothing)

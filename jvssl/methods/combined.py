@@ -2,9 +2,9 @@
 
 config.method.methods names the parts and config.method.weights their weights;
 each part's own fields are in config.method.<name> (e.g. VideoMAE + SimCLR, the
-combination of masked modelling and contrast). Parts that contrast clips
-(`uses_clips`) get the batch's clips; the others get its first clip, so both
-share the same views.
+combination of masked modelling and contrast). Parts whose inputs take all
+clips get the batch's clips; the others get its first clip, so both share the
+same views.
 """
 
 import jax
@@ -13,7 +13,7 @@ from ml_collections import ConfigDict
 
 from jvssl import registry
 from jvssl.methods import views
-from jvssl.methods.base import Method
+from jvssl.methods.base import Inputs, Method
 
 _NOT_COMBINABLE = ("combined", "classify")
 
@@ -39,8 +39,6 @@ class CombinedModel(nnx.Module):
 
 @registry.METHODS.register("combined")
 class Combined(Method):
-  uses_clips = True
-
   @staticmethod
   def default_config() -> ConfigDict:
     c = ConfigDict({"methods": ("videomae", "simclr"), "weights": (1.0, 1.0)})
@@ -49,38 +47,37 @@ class Combined(Method):
         c[name] = registry.METHODS.get(name).default_config()
     return c
 
-  def __init__(self, config):
-    super().__init__(config)
+  def __init__(self, config, run):
+    super().__init__(config, run)
     m = config.method
     if len(m.methods) != len(m.weights) or not m.methods:
       raise ValueError(f"method.methods {list(m.methods)} and method.weights {list(m.weights)} must match")
     for name in m.methods:
       if name in _NOT_COMBINABLE or name not in m:
-        raise ValueError(f"method '{name}' cannot be combined; one of {sorted(k for k in m if k not in ('methods', 'weights'))}")
-    self.parts = {name: registry.METHODS.get(name)(part_config(config, name)) for name in m.methods}
+        known = sorted(k for k in m if k not in ("methods", "weights"))
+        raise ValueError(f"method '{name}' cannot be combined; one of {known}")
+    self.parts = {name: registry.METHODS.get(name)(part_config(config, name), run) for name in m.methods}
+
+  def inputs(self) -> Inputs:
+    needs = [method.inputs() for method in self.parts.values()]
+    modalities = tuple(dict.fromkeys(m for n in needs for m in n.modalities))
+    return Inputs(modalities=modalities, all_clips=any(n.all_clips for n in needs))
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     return CombinedModel(self.parts, rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, rng, step):
     total, metrics = 0.0, {}
     for i, (name, weight) in enumerate(zip(self.parts, self.config.method.weights)):
       method = self.parts[name]
-      video = batch["video"] if getattr(method, "uses_clips", False) else views.first_clip(batch["video"])
-      loss, part_metrics = method.loss(model.parts[name], dict(batch, video=video), jax.random.fold_in(rng, i))
+      video = batch["video"] if method.inputs().all_clips else views.first_clip(batch["video"])
+      loss, part_metrics = method.loss(model.parts[name], dict(batch, video=video), jax.random.fold_in(rng, i), step)
       total = total + weight * loss
       metrics[f"{name}/loss"] = loss
       metrics.update({f"{name}/{k}": v for k, v in part_metrics.items()})
     return total, metrics
 
-  def after_update(self, params, rest, step):
-    # Each part sees its own subtree with the shared encoder at "encoder", as it would alone.
-    params_parts, rest_parts = dict(params["parts"]), dict(rest.get("parts", {}))
+  def update(self, model, step):
+    # Each part's module holds the shared encoder, so it updates as it would alone.
     for name, method in self.parts.items():
-      p = dict(params_parts[name], encoder=params["encoder"])
-      r = dict(rest_parts.get(name, {}), encoder=rest.get("encoder", {}))
-      p, r = method.after_update(p, r, step)
-      params_parts[name] = {k: v for k, v in p.items() if k != "encoder"}
-      if name in rest_parts:  # The state's structure is fixed: a part without state has no entry.
-        rest_parts[name] = {k: v for k, v in r.items() if k != "encoder"}
-    return dict(params, parts=params_parts), (dict(rest, parts=rest_parts) if "parts" in rest else rest)
+      method.update(model.parts[name], step)

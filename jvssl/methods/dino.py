@@ -16,21 +16,16 @@ class Center(nnx.Variable):
   """DINO's running mean of the teacher's logits."""
 
 
-class Counter(nnx.Variable):
-  """Steps taken, for the teacher temperature warm-up (the loss is not told the step)."""
-
-
 class DINOModel(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
     m = config.method
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype),
-              rngs=rngs)
+    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
     self.encoder = models.build(config, rngs=rngs)
-    self.head = heads.DINOHead(self.encoder.width, m.hidden_dim, m.bottleneck_dim, m.num_prototypes,
-                               num_layers=m.head_layers, **kw)
+    self.head = heads.DINOHead(
+      self.encoder.width, m.hidden_dim, m.bottleneck_dim, m.num_prototypes, num_layers=m.head_layers, **kw
+    )
     self.teacher = embedding.momentum_copy(embedding.Branch(self.encoder, self.head))
     self.center = Center(jnp.zeros((m.num_prototypes,), jnp.float32))
-    self.steps = Counter(jnp.zeros((), jnp.int32))
 
 
 def teacher_temperature(method, step: jax.Array) -> jax.Array:
@@ -41,10 +36,10 @@ def teacher_temperature(method, step: jax.Array) -> jax.Array:
 
 @registry.METHODS.register("dino")
 class DINO(MomentumMethod):
-
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "num_global_views": 2,
         "num_local_views": 8,
         "hidden_dim": 2048,
@@ -63,33 +58,46 @@ class DINO(MomentumMethod):
         "global_frame_fraction": (0.5, 1.0),
         "local_crop_scale": (0.05, 0.4),
         "local_frame_fraction": (0.125, 0.5),
-        "view_color_strength": 0.0,
-    })
+        "view_color_strength": 0.0,  # As views.view_fields: colour jitter and grey views, global and local.
+        "view_grayscale_prob": 0.0,
+      }
+    )
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     return DINOModel(self.config, rngs=rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, rng, step):
     m = self.config.method
     global_rng, local_rng, enc_rng = jax.random.split(rng, 3)
-    global_views = views.clip_views(global_rng, batch["video"], m.num_global_views,
-                                    crop_scale=tuple(m.global_crop_scale),
-                                    frame_fraction=tuple(m.global_frame_fraction), color_strength=m.view_color_strength)
+    global_views = views.clip_views(
+      global_rng,
+      batch["video"],
+      m.num_global_views,
+      crop_scale=tuple(m.global_crop_scale),
+      frame_fraction=tuple(m.global_frame_fraction),
+      color_strength=m.view_color_strength,
+      grayscale_prob=m.view_grayscale_prob,
+    )
     student_in = global_views
     if m.num_local_views:
-      local_views = views.clip_views(local_rng, views.first_clip(batch["video"])[:, None], m.num_local_views,
-                                     crop_scale=tuple(m.local_crop_scale), frame_fraction=tuple(m.local_frame_fraction),
-                                     color_strength=m.view_color_strength)
+      local_views = views.clip_views(
+        local_rng,
+        views.first_clip(batch["video"])[:, None],
+        m.num_local_views,
+        crop_scale=tuple(m.local_crop_scale),
+        frame_fraction=tuple(m.local_frame_fraction),
+        color_strength=m.view_color_strength,
+        grayscale_prob=m.view_grayscale_prob,
+      )
       student_in = jnp.concatenate([global_views, local_views], axis=1)
     features = embedding.encode_views(model.encoder, student_in, enc_rng)
     b, vs = student_in.shape[:2]
     student = model.head(features).reshape(b, vs, -1).transpose(1, 0, 2)  # [Vs, B, K]
     teacher = model.teacher(global_views).reshape(b, m.num_global_views, -1).transpose(1, 0, 2)  # [Vt, B, K]
-    temp = teacher_temperature(m, model.steps[...])
+    temp = teacher_temperature(m, step)
     center = model.center[...]
     loss = losses.dino_loss(student, teacher, center, m.student_temp, temp)
     model.center[...] = losses.update_center(center, teacher, m.center_momentum)
-    model.steps[...] = model.steps[...] + 1
     teacher_probs = jax.nn.softmax((jax.lax.stop_gradient(teacher) - center) / temp, axis=-1)
     entropy = -jnp.sum(teacher_probs * jnp.log(jnp.maximum(teacher_probs, 1e-12)), axis=-1).mean()
     metrics = losses.collapse_watch(features.reshape(b, vs, -1)[:, 0])

@@ -4,7 +4,7 @@ A momentum teacher lives in the model as variables of type `Teacher`, not
 `nnx.Param`: the loop splits the model into Params (optimised) and everything
 else (`rest`), so the teacher is carried, sharded and checkpointed like batch
 statistics, never touched by the optimizer (no weight decay, no Adam moments),
-and updated by `Method.after_update` as an EMA of the student.
+and updated by `Method.update` as an EMA of the student.
 """
 
 import math
@@ -37,17 +37,8 @@ def momentum_copy(module: nnx.Module) -> nnx.Module:
 
 
 def ema(teacher: dict, student: dict, momentum) -> dict:
-  """teacher <- momentum * teacher + (1 - momentum) * student for every leaf the student has.
-
-  Pure dicts; entries only the teacher has (its own batch statistics) are kept as they are.
-  """
-  out = dict(teacher)
-  for key, value in student.items():
-    if isinstance(value, dict):
-      out[key] = ema(teacher[key], value, momentum)
-    else:
-      out[key] = (teacher[key] * momentum + value * (1.0 - momentum)).astype(teacher[key].dtype)
-  return out
+  """teacher <- momentum * teacher + (1 - momentum) * student, leaf by leaf (pure dicts of one structure)."""
+  return jax.tree.map(lambda t, s: (t * momentum + s * (1.0 - momentum)).astype(t.dtype), teacher, student)
 
 
 def cosine_momentum(base: float, step: jax.Array, total_steps: int) -> jax.Array:
@@ -56,10 +47,17 @@ def cosine_momentum(base: float, step: jax.Array, total_steps: int) -> jax.Array
   return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
 
 
-def total_steps(config) -> int:
-  """The run's number of optimizer steps (what momentum and temperature schedules run over)."""
-  from jvssl import train  # The loop imports the registry's methods; import it at call time.
-  return train.schedule_length(config)[0]
+def update_teacher(teacher: nnx.Module, student: nnx.Module, momentum) -> None:
+  """Moves `teacher`'s Teacher variables towards the matching Params of `student`, in place.
+
+  teacher: a `momentum_copy` of a module of the same structure as `student` (e.g. a Branch
+  built from the student's encoder and head). The teacher's other variables (its own batch
+  statistics) are left alone.
+  """
+  state = nnx.state(teacher, Teacher)
+  new = ema(nnx.to_pure_dict(state), nnx.to_pure_dict(nnx.state(student, nnx.Param)), momentum)
+  nnx.replace_by_pure_dict(state, new)
+  nnx.update(teacher, state)
 
 
 class Branch(nnx.Module):
@@ -72,9 +70,3 @@ class Branch(nnx.Module):
   def __call__(self, videos, rng=None, train: bool = True):
     """videos [B, V, T, H, W, C] -> head outputs [B * V, ...] (batch-major)."""
     return self.head(encode_views(self.encoder, videos, rng, train))
-
-
-def update_teacher(params: dict, rest: dict, momentum) -> dict:
-  """rest with rest["teacher"] moved towards the student's encoder and head (params["encoder"], ["head"])."""
-  student = {"encoder": params["encoder"], "head": params["head"]}
-  return dict(rest, teacher=ema(rest["teacher"], student, momentum))

@@ -15,19 +15,35 @@ class MLP(nnx.Module):
   heads exist only in training. last_batch_norm is MoCo v3's and SimCLR v2's affine-free output BN.
   """
 
-  def __init__(self, in_features: int, hidden: int, out_features: int, *, num_layers: int = 2,
-               batch_norm: bool = True, last_batch_norm: bool = False, dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    hidden: int,
+    out_features: int,
+    *,
+    num_layers: int = 2,
+    batch_norm: bool = True,
+    last_batch_norm: bool = False,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     if num_layers < 1:
       raise ValueError(f"an MLP head needs at least one layer, got {num_layers}")
     sizes = [in_features] + [hidden] * (num_layers - 1) + [out_features]
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.linears = nnx.List([layers.Dense(a, b, axes=(None, None), use_bias=not batch_norm or i == num_layers - 1,
-                                          **kw) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))])
-    self.norms = nnx.List([nnx.BatchNorm(hidden, momentum=0.9, **kw) for _ in range(num_layers - 1)]
-                          if batch_norm else [])
-    self.last_norm = (nnx.BatchNorm(out_features, use_scale=False, use_bias=False, momentum=0.9, **kw)
-                      if last_batch_norm else None)
+    self.linears = nnx.List(
+      [
+        layers.Dense(a, b, axes=(None, None), use_bias=not batch_norm or i == num_layers - 1, **kw)
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+      ]
+    )
+    self.norms = nnx.List(
+      [nnx.BatchNorm(hidden, momentum=0.9, **kw) for _ in range(num_layers - 1)] if batch_norm else []
+    )
+    self.last_norm = (
+      nnx.BatchNorm(out_features, use_scale=False, use_bias=False, momentum=0.9, **kw) if last_batch_norm else None
+    )
 
   def __call__(self, x):
     for i, linear in enumerate(self.linears[:-1]):
@@ -48,13 +64,24 @@ class DINOHead(nnx.Module):
   norm_last_layer), which keeps the teacher's output bounded.
   """
 
-  def __init__(self, in_features: int, hidden: int, bottleneck: int, num_prototypes: int, *, num_layers: int = 3,
-               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    hidden: int,
+    bottleneck: int,
+    num_prototypes: int,
+    *,
+    num_layers: int = 3,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     sizes = [in_features] + [hidden] * (num_layers - 1) + [bottleneck]
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.linears = nnx.List([layers.Dense(a, b, axes=(None, None), **kw) for a, b in zip(sizes[:-1], sizes[1:])])
-    self.prototypes = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (bottleneck, num_prototypes),
-                                   (None, None), param_dtype)
+    self.prototypes = layers.param(
+      rngs, nnx.initializers.truncated_normal(0.02), (bottleneck, num_prototypes), (None, None), param_dtype
+    )
 
   def __call__(self, x):
     for linear in self.linears[:-1]:

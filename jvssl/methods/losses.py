@@ -71,8 +71,9 @@ def byol_loss(p: jax.Array, z: jax.Array) -> jax.Array:
   return jnp.mean(2.0 - 2.0 * jnp.sum(p * z, axis=-1))
 
 
-def dino_loss(student: jax.Array, teacher: jax.Array, center: jax.Array, student_temp: float,
-              teacher_temp) -> jax.Array:
+def dino_loss(
+  student: jax.Array, teacher: jax.Array, center: jax.Array, student_temp: float, teacher_temp
+) -> jax.Array:
   """DINO's cross-entropy between sharpened, centred teacher and student distributions.
 
   student: [Vs, B, K] logits of all views; teacher: [Vt, B, K] logits of the
@@ -121,15 +122,23 @@ def _warn_collapse(std, rank, dim):
   now = time.monotonic()
   if now - _last_warning[0] > 60.0:  # Once a minute at most: the step may run many times a second.
     _last_warning[0] = now
-    log.warning("embeddings are collapsing: per-dim std %.4g (< %.4g = 0.1/sqrt(%d)), effective rank %.3g",
-                float(std), 0.1 / float(dim) ** 0.5, int(dim), float(rank))
+    log.warning(
+      "embeddings are collapsing: per-dim std %.4g (< %.4g = 0.1/sqrt(%d)), effective rank %.3g",
+      float(std),
+      0.1 / float(dim) ** 0.5,
+      int(dim),
+      float(rank),
+    )
 
 
 def collapse_watch(z: jax.Array) -> dict[str, jax.Array]:
   """embedding_stats(z) as metrics, plus "collapsed" (0/1) and a logged warning when std < 0.1/sqrt(D)."""
   stats = embedding_stats(z)
   dim = z.shape[-1]
-  collapsed = stats["embed_std"] < 0.1 / dim ** 0.5
-  jax.lax.cond(collapsed, lambda: jax.debug.callback(_warn_collapse, stats["embed_std"], stats["effective_rank"],
-                                                     dim), lambda: None)
+  collapsed = stats["embed_std"] < 0.1 / dim**0.5
+  jax.lax.cond(
+    collapsed,
+    lambda: jax.debug.callback(_warn_collapse, stats["embed_std"], stats["effective_rank"], dim),
+    lambda: None,
+  )
   return dict(stats, collapsed=collapsed.astype(jnp.float32))

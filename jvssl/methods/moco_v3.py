@@ -10,7 +10,6 @@ from jvssl.methods import losses, momentum
 
 @registry.METHODS.register("moco_v3")
 class MoCoV3(momentum.MomentumMethod):
-
   @staticmethod
   def default_config() -> ConfigDict:
     return ConfigDict(momentum.config_fields(temperature=0.2, base_momentum=0.99))
@@ -18,7 +17,7 @@ class MoCoV3(momentum.MomentumMethod):
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     return momentum.StudentTeacher(self.config, last_batch_norm=True, rngs=rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, rng, step):
     m = self.config.method
     q, k = self.student_and_teacher(model, batch, rng)
     # Every ordered pair of different views: MoCo v3's symmetrised loss for two.

@@ -1,5 +1,5 @@
 """The student-teacher model shared by MoCo v3 and (rho-)BYOL: encoder, projector, predictor, and a
-momentum copy of encoder + projector (Teacher variables, updated in after_update)."""
+momentum copy of encoder + projector (Teacher variables, updated in `update`)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,19 +7,26 @@ from flax import nnx
 
 from jvssl import models
 from jvssl.methods import embedding, heads, views
-from jvssl.methods.base import Method
+from jvssl.methods.base import Inputs, Method
 
 
 class StudentTeacher(nnx.Module):
   def __init__(self, config, *, last_batch_norm: bool, rngs: nnx.Rngs):
     m = config.method
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype),
-              rngs=rngs)
+    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
     self.encoder = models.build(config, rngs=rngs)
-    self.head = heads.MLP(self.encoder.width, m.hidden_dim, m.embed_dim, num_layers=m.head_layers,
-                          batch_norm=m.batch_norm, last_batch_norm=last_batch_norm, **kw)
-    self.predictor = heads.MLP(m.embed_dim, m.hidden_dim, m.embed_dim, num_layers=m.predictor_layers,
-                               batch_norm=m.batch_norm, **kw)
+    self.head = heads.MLP(
+      self.encoder.width,
+      m.hidden_dim,
+      m.embed_dim,
+      num_layers=m.head_layers,
+      batch_norm=m.batch_norm,
+      last_batch_norm=last_batch_norm,
+      **kw,
+    )
+    self.predictor = heads.MLP(
+      m.embed_dim, m.hidden_dim, m.embed_dim, num_layers=m.predictor_layers, batch_norm=m.batch_norm, **kw
+    )
     self.teacher = embedding.momentum_copy(embedding.Branch(self.encoder, self.head))
 
   def __call__(self, videos, rng):
@@ -31,29 +38,34 @@ class StudentTeacher(nnx.Module):
 def config_fields(**overrides) -> dict:
   """The config fields MoCo v3 and BYOL share, with each one's defaults."""
   fields = {
-      "num_views": 2, "hidden_dim": 4096, "embed_dim": 256, "head_layers": 3, "predictor_layers": 2,
-      "batch_norm": True,
-      # Teacher momentum at step 0, raised to 1 along a cosine over the run.
-      "base_momentum": 0.996,
-      "view_crop_scale": (0.3, 1.0), "view_frame_fraction": (0.5, 1.0), "view_color_strength": 0.0,
+    "num_views": 2,
+    "hidden_dim": 4096,
+    "embed_dim": 256,
+    "head_layers": 3,
+    "predictor_layers": 2,
+    "batch_norm": True,
+    # Teacher momentum at step 0, raised to 1 along a cosine over the run.
+    "base_momentum": 0.996,
+    **views.view_fields(),
   }
   fields.update(overrides)
   return fields
 
 
 class MomentumMethod(Method):
-  """A method whose model is a StudentTeacher: after each step the teacher moves towards the student."""
-  uses_clips = True
+  """A method whose model has `.teacher`, a momentum copy of Branch(encoder, head) that follows the student.
 
-  def __init__(self, config):
-    super().__init__(config)
-    self._total_steps = None
+  The momentum rises from config.method.base_momentum to 1 along a cosine over the run's steps.
+  """
 
-  def after_update(self, params, rest, step):
-    if self._total_steps is None:  # Needs the data set's size; known only once the run is set up.
-      self._total_steps = embedding.total_steps(self.config)
-    mom = embedding.cosine_momentum(self.config.method.base_momentum, step, self._total_steps)
-    return params, embedding.update_teacher(params, rest, mom)
+  def inputs(self) -> Inputs:
+    return Inputs(all_clips=True)
+
+  def teacher_momentum(self, step: jax.Array) -> jax.Array:
+    return embedding.cosine_momentum(self.config.method.base_momentum, step, self.run.num_steps)
+
+  def update(self, model, step):
+    embedding.update_teacher(model.teacher, embedding.Branch(model.encoder, model.head), self.teacher_momentum(step))
 
   def student_and_teacher(self, model, batch, rng):
     """(student predictions, teacher projections), each [B, V, embed_dim], of the method's views."""

@@ -18,13 +18,12 @@ def task_table(method) -> dict:
   """name -> (number of classes, fn(rng, video [B, T, H, W, C]) -> (views, labels)) for method.tasks."""
   order_perms = views.permutation_set(method.order_segments, method.order_permutations, method.permutation_seed)
   grid = tuple(method.jigsaw_grid)
-  jigsaw_perms = views.permutation_set(grid[0] * grid[1] * grid[2], method.jigsaw_permutations,
-                                       method.permutation_seed)
+  jigsaw_perms = views.permutation_set(grid[0] * grid[1] * grid[2], method.jigsaw_permutations, method.permutation_seed)
   table = {
-      "speed": (len(method.speeds), lambda rng, v: views.speed_views(rng, v, tuple(method.speeds))),
-      "order": (len(order_perms), lambda rng, v: views.shuffle_segments(rng, v, order_perms)),
-      "jigsaw": (len(jigsaw_perms), lambda rng, v: views.jigsaw(rng, v, jigsaw_perms, grid)),
-      "rotation": (4, views.rotate),
+    "speed": (len(method.speeds), lambda rng, v: views.speed_views(rng, v, tuple(method.speeds))),
+    "order": (len(order_perms), lambda rng, v: views.shuffle_segments(rng, v, order_perms)),
+    "jigsaw": (len(jigsaw_perms), lambda rng, v: views.jigsaw(rng, v, jigsaw_perms, grid)),
+    "rotation": (4, views.rotate),
   }
   unknown = [t for t in method.tasks if t not in table]
   if unknown or not method.tasks:
@@ -36,11 +35,14 @@ def task_table(method) -> dict:
 
 class PretextModel(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype),
-              rngs=rngs)
+    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
     self.encoder = models.build(config, rngs=rngs)
-    self.heads = nnx.Dict({name: layers.Dense(self.encoder.width, num_classes, axes=("embed", "classes"), **kw)
-                           for name, (num_classes, _) in task_table(config.method).items()})
+    self.heads = nnx.Dict(
+      {
+        name: layers.Dense(self.encoder.width, num_classes, axes=("embed", "classes"), **kw)
+        for name, (num_classes, _) in task_table(config.method).items()
+      }
+    )
 
 
 @registry.METHODS.register("pretext")
@@ -49,7 +51,8 @@ class Pretext(Method):
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "tasks": ("speed", "order", "jigsaw", "rotation"),
         "task_weights": (1.0, 1.0, 1.0, 1.0),
         "speeds": (1, 2, 4, 8),  # Relative playback rates; the fastest plays the clip as it is.
@@ -58,24 +61,25 @@ class Pretext(Method):
         "jigsaw_grid": (2, 2, 2),  # Jigsaw cells in (time, height, width).
         "jigsaw_permutations": 64,
         "permutation_seed": 0,
-    })
+      }
+    )
 
-  def __init__(self, config):
-    super().__init__(config)
+  def __init__(self, config, run):
+    super().__init__(config, run)
     self.tasks = task_table(config.method)
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     return PretextModel(self.config, rngs=rngs)
 
-  def loss(self, model, batch, rng):
-    clip = views.first_clip(batch["video"])
+  def loss(self, model, batch, rng, step):
+    clip = batch["video"]
     b = clip.shape[0]
     view_rngs = jax.random.split(jax.random.fold_in(rng, 0), len(self.tasks))
     made = [fn(k, clip) for (_, fn), k in zip(self.tasks.values(), view_rngs)]
     pooled = model.encoder(jnp.concatenate([v for v, _ in made]), rng=jax.random.fold_in(rng, 1))["pooled"]
     total, metrics = 0.0, {}
     for i, (name, weight) in enumerate(zip(self.tasks, self.config.method.task_weights)):
-      logits = model.heads[name](pooled[i * b:(i + 1) * b]).astype(jnp.float32)
+      logits = model.heads[name](pooled[i * b : (i + 1) * b]).astype(jnp.float32)
       labels = made[i][1]
       task_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
       total = total + weight * task_loss

@@ -14,7 +14,7 @@ from ml_collections import ConfigDict
 
 from jvssl import models, registry
 from jvssl.methods import embedding, heads, losses, views
-from jvssl.methods.base import Method
+from jvssl.methods.base import Inputs, Method
 
 
 class SimCLRModel(nnx.Module):
@@ -22,34 +22,43 @@ class SimCLRModel(nnx.Module):
     m = config.method
     dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
     self.encoder = models.build(config, rngs=rngs)
-    self.head = heads.MLP(self.encoder.width, m.hidden_dim, m.embed_dim, num_layers=m.head_layers,
-                          batch_norm=m.batch_norm, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.head = heads.MLP(
+      self.encoder.width,
+      m.hidden_dim,
+      m.embed_dim,
+      num_layers=m.head_layers,
+      batch_norm=m.batch_norm,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
 
 
 @registry.METHODS.register("simclr")
 class SimCLR(Method):
   """NT-Xent over num_views clips per video (CVRL's recipe: 3-layer MLP head with BN, temperature 0.1)."""
-  uses_clips = True
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "num_views": 2,
         "temperature": 0.1,
         "hidden_dim": 2048,
         "embed_dim": 128,
         "head_layers": 3,
         "batch_norm": True,
-        # On-device views, used when the data gives fewer than num_views clips per video.
-        "view_crop_scale": (0.3, 1.0),
-        "view_frame_fraction": (0.5, 1.0),
-        "view_color_strength": 0.0,  # > 0: on-device colour jitter of every view (views.color_jitter).
-    })
+        **views.view_fields(),
+      }
+    )
+
+  def inputs(self) -> Inputs:
+    return Inputs(all_clips=True)
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     return SimCLRModel(self.config, rngs=rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, rng, step):
     m = self.config.method
     view_rng, enc_rng = jax.random.split(rng)
     videos = views.clip_views(view_rng, batch["video"], m.num_views, **views.options(m))

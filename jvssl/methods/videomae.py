@@ -30,15 +30,27 @@ class VideoMAEModel(nnx.Module):
     dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     width = method.decoder_width
-    self.encoder_to_decoder = layers.Dense(self.encoder.width, width, axes=("embed", "decoder_embed"),
-                                           use_bias=False, **kw)
-    self.mask_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("decoder_embed",),
-                                   param_dtype)
+    self.encoder_to_decoder = layers.Dense(
+      self.encoder.width, width, axes=("embed", "decoder_embed"), use_bias=False, **kw
+    )
+    self.mask_token = layers.param(
+      rngs, nnx.initializers.truncated_normal(0.02), (width,), ("decoder_embed",), param_dtype
+    )
     self.decoder_pos_embed = nnx.Variable(jnp.asarray(layers.sincos_table(self.encoder.num_tokens, width)))
-    self.decoder_blocks = nnx.List([
-        layers.Block(width, method.decoder_heads, 4 * width, qkv_bias=config.model.qkv_bias,
-                     norm_eps=config.model.norm_eps, attention_impl=config.model.attention_impl, **kw)
-        for _ in range(method.decoder_depth)])
+    self.decoder_blocks = nnx.List(
+      [
+        layers.Block(
+          width,
+          method.decoder_heads,
+          4 * width,
+          qkv_bias=config.model.qkv_bias,
+          norm_eps=config.model.norm_eps,
+          attention_impl=config.model.attention_impl,
+          **kw,
+        )
+        for _ in range(method.decoder_depth)
+      ]
+    )
     self.decoder_norm = layers.LayerNorm(width, eps=config.model.norm_eps, **kw)
     patch_dim = int(np.prod(self.encoder.patch_size)) * 3
     self.decoder_head = layers.Dense(width, patch_dim, axes=("decoder_embed", None), **kw)
@@ -55,7 +67,7 @@ class VideoMAEModel(nnx.Module):
     x = jnp.concatenate([x_visible, x_masked], axis=1)
     for block in self.decoder_blocks:
       x = block(x)
-    return self.decoder_head(self.decoder_norm(x[:, visible.shape[1]:]))
+    return self.decoder_head(self.decoder_norm(x[:, visible.shape[1] :]))
 
 
 def tube_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
@@ -81,8 +93,10 @@ def random_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
   n = int(np.prod(grid))
   num_masked = int(ratio * n)
   order = jnp.argsort(jax.random.uniform(rng, (batch, n)), axis=1)
-  return (jnp.sort(order[:, num_masked:], axis=1).astype(jnp.int32),
-          jnp.sort(order[:, :num_masked], axis=1).astype(jnp.int32))
+  return (
+    jnp.sort(order[:, num_masked:], axis=1).astype(jnp.int32),
+    jnp.sort(order[:, :num_masked], axis=1).astype(jnp.int32),
+  )
 
 
 MASKS = {"tube": tube_mask, "random": random_mask}
@@ -96,8 +110,9 @@ def pixel_targets(video, patch_size, normalize: bool, eps: float = 1e-6):
   inputs give the same targets as raw pixels.
   """
   pt, ph, pw = patch_size
-  patches = einops.rearrange(video.astype(jnp.float32), "b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw) c",
-                             pt=pt, ph=ph, pw=pw)
+  patches = einops.rearrange(
+    video.astype(jnp.float32), "b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw) c", pt=pt, ph=ph, pw=pw
+  )
   if normalize:
     mean = patches.mean(axis=2, keepdims=True)
     std = jnp.sqrt(patches.var(axis=2, ddof=1, keepdims=True))
@@ -111,21 +126,23 @@ class VideoMAE(Method):
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "mask_ratio": 0.9,
         "mask_type": "tube",  # "tube" (VideoMAE) or "random" (MAE-ST).
         "decoder_width": 384,
         "decoder_depth": 4,
         "decoder_heads": 6,
         "norm_pix_loss": True,
-    })
+      }
+    )
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     if self.config.method.mask_type not in MASKS:
       raise ValueError(f"mask_type must be one of {list(MASKS)}, not {self.config.method.mask_type!r}")
     return VideoMAEModel(self.config, rngs=rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, rng, step):
     method = self.config.method
     video = batch["video"]
     mask_rng, drop_rng = jax.random.split(rng)

@@ -29,8 +29,9 @@ def crop_resize(video: jax.Array, boxes: jax.Array, size: int) -> jax.Array:
     scale = jnp.array([size / (box[2] * h), size / (box[3] * w)])
     translation = -jnp.array([box[0] * h, box[1] * w]) * scale
     out_shape = (clip.shape[0], size, size, clip.shape[3])
-    return jax.image.scale_and_translate(clip.astype(jnp.float32), out_shape, (1, 2), scale, translation,
-                                         "linear", antialias=True)
+    return jax.image.scale_and_translate(
+      clip.astype(jnp.float32), out_shape, (1, 2), scale, translation, "linear", antialias=True
+    )
 
   return jax.vmap(one)(video, boxes).astype(video.dtype)
 
@@ -46,8 +47,14 @@ def random_boxes(rng: jax.Array, batch: int, scale: tuple[float, float], ratio=(
   return jnp.stack([pos[:, 0] * (1 - height), pos[:, 1] * (1 - width), height, width], axis=1)
 
 
-def random_view(rng: jax.Array, video: jax.Array, *, crop_scale: tuple[float, float],
-                frame_fraction: tuple[float, float], flip: bool = True) -> jax.Array:
+def random_view(
+  rng: jax.Array,
+  video: jax.Array,
+  *,
+  crop_scale: tuple[float, float],
+  frame_fraction: tuple[float, float],
+  flip: bool = True,
+) -> jax.Array:
   """One spatio-temporal view per clip: a window of a random fraction of the clip's duration (so fewer
   distinct frames, a lower rate), a random resized crop, a random flip. video [B, T, S, S, C] -> same shape."""
   b, t, size = video.shape[0], video.shape[1], video.shape[2]
@@ -113,8 +120,9 @@ def shuffle_segments(rng: jax.Array, video: jax.Array, perms: np.ndarray) -> tup
   return jnp.take_along_axis(video, idx.reshape(b, t, *([1] * (video.ndim - 2))), axis=1), labels
 
 
-def jigsaw(rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int]
-           ) -> tuple[jax.Array, jax.Array]:
+def jigsaw(
+  rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int]
+) -> tuple[jax.Array, jax.Array]:
   """Spatio-temporal jigsaw: the clip cut into a (time, height, width) grid of cells, the cells placed in
   the order of a permutation from `perms` (perms.shape[1] == cells). Returns (video, labels int32 [B])."""
   gt, gh, gw = grid
@@ -133,7 +141,7 @@ def rotate(rng: jax.Array, video: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.take_along_axis(rotations, labels.reshape(-1, 1, 1, 1, 1, 1), axis=1)[:, 0], labels
 
 
-def color_jitter(rng: jax.Array, video: jax.Array, strength: float, grayscale_prob: float = 0.2) -> jax.Array:
+def color_jitter(rng: jax.Array, video: jax.Array, strength: float, grayscale_prob: float) -> jax.Array:
   """Per-clip photometric jitter of normalised video [B, T, H, W, C]: a random gain in 1 +- strength and
   offset in +- strength (units of the data std) per channel, then grey with probability grayscale_prob.
   Without it a contrastive method can match clips by their colours alone."""
@@ -146,23 +154,31 @@ def color_jitter(rng: jax.Array, video: jax.Array, strength: float, grayscale_pr
   return jnp.where(gray, video.mean(axis=-1, keepdims=True), video)
 
 
-def clip_views(rng: jax.Array, video: jax.Array, num_views: int, *, color_strength: float = 0.0,
-               **view_kw) -> jax.Array:
+def clip_views(
+  rng: jax.Array,
+  video: jax.Array,
+  num_views: int,
+  *,
+  color_strength: float = 0.0,
+  grayscale_prob: float = 0.0,
+  **view_kw,
+) -> jax.Array:
   """The views an embedding method contrasts: video [B, K, T, S, S, C] or [B, T, S, S, C] -> [B, V, T, S, S, C].
 
   With K >= num_views clips per video from the data (each with its own host-side crop and, with
   data.max_clip_distance / synthetic.video_length, its own time), the first num_views clips are the views
   (CVRL's temporally consistent spatial augmentation and temporal interval sampling). Otherwise the views
-  are made here from the first clip with `random_view(**view_kw)`. color_strength > 0 adds color_jitter.
+  are made here from the first clip with `random_view(**view_kw)`. color_strength or grayscale_prob > 0
+  adds color_jitter.
   """
   view_rng, color_rng = jax.random.split(rng)
   if video.ndim == 6 and video.shape[1] >= num_views:
     out = video[:, :num_views]
   else:
     out = multi_view(view_rng, first_clip(video), num_views, **view_kw)
-  if color_strength > 0:
+  if color_strength > 0 or grayscale_prob > 0:
     flat = einops.rearrange(out, "b v ... -> (b v) ...")
-    out = color_jitter(color_rng, flat, color_strength).reshape(out.shape)
+    out = color_jitter(color_rng, flat, color_strength, grayscale_prob).reshape(out.shape)
   return out
 
 
@@ -171,7 +187,30 @@ def first_clip(video: jax.Array) -> jax.Array:
   return video[:, 0] if video.ndim == 6 else video
 
 
+def view_fields(**overrides) -> dict:
+  """The `config.method` fields of the views an embedding method makes on the device, with defaults.
+
+  A method that calls `clip_views(..., **options(config.method))` puts these in its default_config.
+  """
+  fields = {
+    # Used when the data gives fewer clips per video than the method has views.
+    "view_crop_scale": (0.3, 1.0),  # Area fraction of the random resized crop.
+    "view_frame_fraction": (0.5, 1.0),  # Fraction of the clip's duration a view spans.
+    "view_color_strength": 0.0,  # > 0: random per-channel gain and offset of every view (color_jitter).
+    "view_grayscale_prob": 0.0,  # Probability that a view is turned grey (SimCLR/CVRL use 0.2).
+  }
+  unknown = set(overrides) - set(fields)
+  if unknown:
+    raise ValueError(f"not view fields: {sorted(unknown)}")
+  fields.update(overrides)
+  return fields
+
+
 def options(method_config) -> dict:
-  """clip_views' keyword arguments from an embedding method's config (view_crop_scale, ...)."""
-  return dict(crop_scale=tuple(method_config.view_crop_scale), frame_fraction=tuple(method_config.view_frame_fraction),
-              color_strength=method_config.view_color_strength)
+  """clip_views' keyword arguments from the `view_fields` of a method's config."""
+  return dict(
+    crop_scale=tuple(method_config.view_crop_scale),
+    frame_fraction=tuple(method_config.view_frame_fraction),
+    color_strength=method_config.view_color_strength,
+    grayscale_prob=method_config.view_grayscale_prob,
+  )

@@ -4,10 +4,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jvssl import registry
-from jvssl.models import resnet3d  # noqa: F401  (registers "r3d", "r2plus1d")
-from jvssl.models import s3d  # noqa: F401  (registers "s3d")
-from jvssl.models import mvit  # noqa: F401  (registers "mvit")
-from jvssl.models import vit  # noqa: F401  (registers "vit")
 
 
 def build(config, *, rngs: nnx.Rngs) -> nnx.Module:
@@ -19,6 +15,11 @@ def build(config, *, rngs: nnx.Rngs) -> nnx.Module:
   `.grid` (the (T', H', W') layout of the N tokens).
   """
   model_cls = registry.MODELS.get(config.model.name)
-  return model_cls(config.model, num_frames=config.data.num_frames, image_size=config.data.image_size,
-                   rngs=rngs, dtype=jnp.dtype(config.train.compute_dtype),
-                   param_dtype=jnp.dtype(config.train.param_dtype))
+  return model_cls(
+    config.model,
+    num_frames=config.data.num_frames,
+    image_size=config.data.image_size,
+    rngs=rngs,
+    dtype=jnp.dtype(config.train.compute_dtype),
+    param_dtype=jnp.dtype(config.train.param_dtype),
+  )

@@ -50,4 +50,4 @@ def chunked_attention(q, k, v, chunk: int = QUERY_CHUNK):
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     return jnp.einsum("bhqk,bhkd->bhqd", probs, v)
 
-  return jnp.swapaxes(jnp.concatenate([block(q[:, :, i:i + chunk], k, v) for i in range(0, n, chunk)], axis=2), 1, 2)
+  return jnp.swapaxes(jnp.concatenate([block(q[:, :, i : i + chunk], k, v) for i in range(0, n, chunk)], axis=2), 1, 2)

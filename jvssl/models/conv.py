@@ -27,13 +27,25 @@ def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
 class Conv3d(nnx.Module):
   """3D convolution with explicit symmetric padding (PyTorch semantics): x [B, T, H, W, Cin]."""
 
-  def __init__(self, in_ch, out_ch, kernel, *, stride=1, padding=0, use_bias=False, dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_ch,
+    out_ch,
+    kernel,
+    *,
+    stride=1,
+    padding=0,
+    use_bias=False,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.kernel_size, self.stride, self.padding = triple(kernel), triple(stride), triple(padding)
     # He init (fan_out), as torchvision's video models.
     init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal", in_axis=-2, out_axis=-1)
-    self.kernel = layers.param(rngs, init, (*self.kernel_size, in_ch, out_ch),
-                               (None, None, None, "conv_in", "conv_out"), param_dtype)
+    self.kernel = layers.param(
+      rngs, init, (*self.kernel_size, in_ch, out_ch), (None, None, None, "conv_in", "conv_out"), param_dtype
+    )
     self.bias = layers.param(rngs, nnx.initializers.zeros, (out_ch,), ("conv_out",), param_dtype) if use_bias else None
     self.dtype = dtype
 
@@ -42,8 +54,12 @@ class Conv3d(nnx.Module):
 
   def __call__(self, x):
     y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), self.kernel[...].astype(self.dtype), self.stride, [(p, p) for p in self.padding],
-        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+      x.astype(self.dtype),
+      self.kernel[...].astype(self.dtype),
+      self.stride,
+      [(p, p) for p in self.padding],
+      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+    )
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
@@ -85,8 +101,21 @@ class BatchNorm(nnx.Module):
 class ConvBN(nnx.Module):
   """Conv3d (no bias) -> BatchNorm -> optional ReLU: the unit every 3D CNN here is made of."""
 
-  def __init__(self, in_ch, out_ch, kernel, *, stride=1, padding=0, relu=True, bn_eps=1e-5, bn_momentum=0.1,
-               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_ch,
+    out_ch,
+    kernel,
+    *,
+    stride=1,
+    padding=0,
+    relu=True,
+    bn_eps=1e-5,
+    bn_momentum=0.1,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.conv = Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, **kw)
     self.norm = BatchNorm(out_ch, eps=bn_eps, momentum=bn_momentum, **kw)
@@ -104,8 +133,9 @@ class ConvBN(nnx.Module):
 def max_pool(x, kernel, stride, padding):
   """PyTorch MaxPool3d (padding counts as -inf) on [B, T, H, W, C]."""
   kernel, stride, padding = triple(kernel), triple(stride), triple(padding)
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, *kernel, 1), (1, *stride, 1),
-                               ((0, 0), *((p, p) for p in padding), (0, 0)))
+  return jax.lax.reduce_window(
+    x, -jnp.inf, jax.lax.max, (1, *kernel, 1), (1, *stride, 1), ((0, 0), *((p, p) for p in padding), (0, 0))
+  )
 
 
 class MaxPool(nnx.Module):

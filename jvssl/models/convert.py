@@ -32,6 +32,7 @@ def load_torchvision() -> None:
   import importlib.util
   import sys
   import types
+
   if importlib.util.find_spec("torchvision") is None:
     return
   try:
@@ -55,6 +56,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     raise CheckpointError(f"checkpoint file not found: {path}")
   if path.endswith(".safetensors"):
     from safetensors.numpy import load_file
+
     return {k: _float32(v) for k, v in load_file(path).items()}
   try:
     import torch
@@ -71,8 +73,11 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       break
   if not isinstance(obj, dict):
     raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
-  return {k: _float32(v.float().numpy() if v.is_floating_point() else v.numpy())
-          for k, v in obj.items() if isinstance(v, torch.Tensor)}
+  return {
+    k: _float32(v.float().numpy() if v.is_floating_point() else v.numpy())
+    for k, v in obj.items()
+    if isinstance(v, torch.Tensor)
+  }
 
 
 def _float32(x: np.ndarray) -> np.ndarray:
@@ -87,8 +92,11 @@ class Report:
 
   def lines(self) -> list[str]:
     out = []
-    for title, keys in (("source keys not used", self.unused), ("kept at initialisation", self.kept),
-                        ("ignored on purpose", self.ignored)):
+    for title, keys in (
+      ("source keys not used", self.unused),
+      ("kept at initialisation", self.kept),
+      ("ignored on purpose", self.ignored),
+    ):
       if keys:
         out.append(f"{title} ({len(keys)}): {', '.join(keys)}")
     return out
@@ -110,8 +118,9 @@ class Mapper:
 
   def take(self, key: str) -> np.ndarray:
     if key not in self.source:
-      raise CheckpointError(f"source checkpoint has no '{self.names.get(key, key)}'"
-                            " (is --from the right format for this file?)")
+      raise CheckpointError(
+        f"source checkpoint has no '{self.names.get(key, key)}' (is --from the right format for this file?)"
+      )
     self.used.add(key)
     return self.source[key]
 
@@ -142,8 +151,10 @@ class Mapper:
     _, node, leaf = self.target(path)
     expected = tuple(np.shape(node[leaf]))
     if tuple(value.shape) != expected:
-      raise CheckpointError(f"'{self.names.get(key, key)}' has shape {tuple(value.shape)} after conversion but '{_name(path)}'"
-                            f" needs {expected}: the config's model does not match the checkpoint")
+      raise CheckpointError(
+        f"'{self.names.get(key, key)}' has shape {tuple(value.shape)} after conversion but '{_name(path)}'"
+        f" needs {expected}: the config's model does not match the checkpoint"
+      )
     node[leaf] = np.asarray(value, dtype=node[leaf].dtype)
     self.filled.add(_name(path))
 
@@ -154,9 +165,11 @@ class Mapper:
     targets = []
     for tree_name, tree in self.trees.items():
       targets += [_name((tree_name, *p)) for p in _paths(tree)]
-    return Report(unused=sorted(self.names.get(k, k) for k in set(self.source) - self.used),
-                  kept=sorted(t for t in targets if t not in self.filled and not t.endswith("pos_embed")),
-                  ignored=self.ignored)
+    return Report(
+      unused=sorted(self.names.get(k, k) for k in set(self.source) - self.used),
+      kept=sorted(t for t in targets if t not in self.filled and not t.endswith("pos_embed")),
+      ignored=self.ignored,
+    )
 
 
 def _name(path: tuple) -> str:
@@ -172,6 +185,7 @@ def _paths(tree, prefix=()):
 
 
 # ---- transformers / ViT ----------------------------------------------------------------------------
+
 
 def linear_kernel(w):  # torch Linear weight [out, in] -> Dense kernel [in, out].
   return w.T
@@ -232,8 +246,10 @@ def map_vit(m: Mapper, src: str, dst: tuple, final_norm: str) -> None:
     i += 1
   _, blocks, _ = m.target(("params", *dst, "blocks"))
   if i != len(blocks["blocks"]):
-    raise CheckpointError(f"the checkpoint has {i} encoder blocks, the config's model {len(blocks['blocks'])}:"
-                          " set model.variant/model.depth to match")
+    raise CheckpointError(
+      f"the checkpoint has {i} encoder blocks, the config's model {len(blocks['blocks'])}:"
+      " set model.variant/model.depth to match"
+    )
   # Pretraining checkpoints normalise every token ("norm"); fine-tuned ones the pooled feature ("fc_norm").
   # The other one stays unused, as VideoMAE's own fine-tuning code does.
   norm = src + ("norm" if final_norm == "tokens" else "fc_norm")
@@ -277,10 +293,15 @@ def official_videomae(m: Mapper, model_config) -> None:
 
 
 _HF_BLOCK = (
-    ("layernorm_before.", "norm1."), ("layernorm_after.", "norm2."), ("intermediate.dense.", "mlp.fc1."),
-    ("output.dense.", "mlp.fc2."), ("attention.output.dense.", "attn.proj."),
-    ("attention.attention.q_bias", "attn.q_bias"), ("attention.attention.v_bias", "attn.v_bias"),
-    ("attention.attention.query.bias", "attn.q_bias"), ("attention.attention.value.bias", "attn.v_bias"),
+  ("layernorm_before.", "norm1."),
+  ("layernorm_after.", "norm2."),
+  ("intermediate.dense.", "mlp.fc1."),
+  ("output.dense.", "mlp.fc2."),
+  ("attention.output.dense.", "attn.proj."),
+  ("attention.attention.q_bias", "attn.q_bias"),
+  ("attention.attention.v_bias", "attn.v_bias"),
+  ("attention.attention.query.bias", "attn.q_bias"),
+  ("attention.attention.value.bias", "attn.v_bias"),
 )
 
 
@@ -294,14 +315,19 @@ def hf_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
   """
   out, names, qkv = {}, {}, {}
   for key, value in source.items():
-    k = key[len("videomae."):] if key.startswith("videomae.") else key
+    k = key[len("videomae.") :] if key.startswith("videomae.") else key
     k = re.sub(r"^embeddings\.patch_embeddings\.projection\.", "encoder.patch_embed.proj.", k)
     k = re.sub(r"^embeddings\.position_embeddings$", "encoder.pos_embed", k)
     k = re.sub(r"^encoder\.layer\.(\d+)\.", r"encoder.blocks.\1.", k)
     k = re.sub(r"^decoder\.decoder_layers\.(\d+)\.", r"decoder.blocks.\1.", k)
-    k = {"layernorm.weight": "encoder.norm.weight", "layernorm.bias": "encoder.norm.bias",
-         "fc_norm.weight": "encoder.fc_norm.weight", "fc_norm.bias": "encoder.fc_norm.bias",
-         "classifier.weight": "head.weight", "classifier.bias": "head.bias"}.get(k, k)
+    k = {
+      "layernorm.weight": "encoder.norm.weight",
+      "layernorm.bias": "encoder.norm.bias",
+      "fc_norm.weight": "encoder.fc_norm.weight",
+      "fc_norm.bias": "encoder.fc_norm.bias",
+      "classifier.weight": "head.weight",
+      "classifier.bias": "head.bias",
+    }.get(k, k)
     block = re.match(r"^((?:encoder|decoder)\.blocks\.\d+\.)(.*)$", k)
     if block:
       start, rest = block.groups()
@@ -311,7 +337,7 @@ def hf_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
         continue
       for old, new in _HF_BLOCK:
         if rest.startswith(old):
-          rest = new + rest[len(old):]
+          rest = new + rest[len(old) :]
           break
       k = start + rest
     out[k], names[k] = value, key
@@ -324,6 +350,7 @@ def hf_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
 
 
 # ---- torchvision 3D CNNs ---------------------------------------------------------------------------
+
 
 def map_convbn(m: Mapper, conv_key: str, bn_key: str, dst: tuple) -> None:
   """torchvision Conv3d (no bias) + BatchNorm3d into a conv.ConvBN at `dst`."""

@@ -27,8 +27,18 @@ def xavier(in_axis=0, out_axis=-1):
 class Dense(nnx.Module):
   """y = x @ W + b with logical axes on W; W: [in, out]."""
 
-  def __init__(self, in_features, out_features, *, axes=("embed", "mlp"), use_bias=True,
-               kernel_init=None, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features,
+    out_features,
+    *,
+    axes=("embed", "mlp"),
+    use_bias=True,
+    kernel_init=None,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.kernel = param(rngs, kernel_init or xavier(), (in_features, out_features), axes, param_dtype)
     self.bias = param(rngs, nnx.initializers.zeros, (out_features,), axes[-1:], param_dtype) if use_bias else None
     self.dtype = dtype
@@ -64,13 +74,23 @@ class Attention(nnx.Module):
   key bias, which a softmax ignores anyway) or "none".
   """
 
-  def __init__(self, dim, num_heads, *, qkv_bias="all", attention_impl="auto", dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim,
+    num_heads,
+    *,
+    qkv_bias="all",
+    attention_impl="auto",
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     if dim % num_heads:
       raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
     head_dim = dim // num_heads
-    self.qkv = param(rngs, xavier(0, (1, 2, 3)), (dim, 3, num_heads, head_dim),
-                     ("embed", None, "heads", "kv"), param_dtype)
+    self.qkv = param(
+      rngs, xavier(0, (1, 2, 3)), (dim, 3, num_heads, head_dim), ("embed", None, "heads", "kv"), param_dtype
+    )
     self.qkv_bias_kind = qkv_bias
     zeros = nnx.initializers.zeros
     if qkv_bias == "all":
@@ -154,8 +174,20 @@ def residual_stream(x):
 class Block(nnx.Module):
   """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-  def __init__(self, dim, num_heads, mlp_dim, *, qkv_bias="all", norm_eps=1e-6, drop_path_rate=0.0,
-               attention_impl="auto", dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim,
+    num_heads,
+    mlp_dim,
+    *,
+    qkv_bias="all",
+    norm_eps=1e-6,
+    drop_path_rate=0.0,
+    attention_impl="auto",
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.norm1 = LayerNorm(dim, eps=norm_eps, **kw)
     self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attention_impl=attention_impl, **kw)
@@ -179,9 +211,21 @@ class FactorisedBlock(nnx.Module):
   VideoMAE's tube masking, which keeps the same positions in every frame).
   """
 
-  def __init__(self, dim, num_heads, mlp_dim, *, num_frames: int, qkv_bias="all", norm_eps=1e-6,
-               drop_path_rate=0.0, attention_impl="auto", dtype=jnp.float32, param_dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim,
+    num_heads,
+    mlp_dim,
+    *,
+    num_frames: int,
+    qkv_bias="all",
+    norm_eps=1e-6,
+    drop_path_rate=0.0,
+    attention_impl="auto",
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     attn_kw = dict(qkv_bias=qkv_bias, attention_impl=attention_impl, **kw)
     self.norm1 = LayerNorm(dim, eps=norm_eps, **kw)

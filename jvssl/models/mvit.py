@@ -31,8 +31,15 @@ def block_settings(config) -> list[dict]:
       q_stride = (1, 2, 2) if first else (1, 1, 1)
       if first:
         kv_stride = [max(s // q, 1) for s, q in zip(kv_stride, q_stride)]
-      settings.append({"in": width, "out": width * 2 if first else width, "heads": heads * 2 if first else heads,
-                       "q_stride": q_stride, "kv_stride": tuple(kv_stride)})
+      settings.append(
+        {
+          "in": width,
+          "out": width * 2 if first else width,
+          "heads": heads * 2 if first else heads,
+          "q_stride": q_stride,
+          "kv_stride": tuple(kv_stride),
+        }
+      )
       if first:
         width, heads = width * 2, heads * 2
   return settings
@@ -53,8 +60,13 @@ class Pool(nnx.Module):
   """Depthwise strided 3x3x3 conv over each head's token grid, then LayerNorm; the CLS token passes by the conv."""
 
   def __init__(self, head_dim, stride, *, norm_eps, dtype, param_dtype, rngs):
-    self.kernel = layers.param(rngs, nnx.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4),
-                               (3, 3, 3, 1, head_dim), (None, None, None, None, None), param_dtype)
+    self.kernel = layers.param(
+      rngs,
+      nnx.initializers.lecun_normal(in_axis=(0, 1, 2, 3), out_axis=4),
+      (3, 3, 3, 1, head_dim),
+      (None, None, None, None, None),
+      param_dtype,
+    )
     self.norm = layers.LayerNorm(head_dim, eps=norm_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.stride, self.dtype = tuple(stride), dtype
 
@@ -63,9 +75,14 @@ class Pool(nnx.Module):
     b, _, h, d = x.shape
     cls, grid = x[:, :1], x[:, 1:]
     grid = grid.reshape(b, *thw, h, d).transpose(0, 4, 1, 2, 3, 5).reshape(b * h, *thw, d)
-    grid = jax.lax.conv_general_dilated(grid.astype(self.dtype), self.kernel[...].astype(self.dtype), self.stride,
-                                        [(1, 1)] * 3, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-                                        feature_group_count=d)
+    grid = jax.lax.conv_general_dilated(
+      grid.astype(self.dtype),
+      self.kernel[...].astype(self.dtype),
+      self.stride,
+      [(1, 1)] * 3,
+      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+      feature_group_count=d,
+    )
     new_thw = grid.shape[1:4]
     grid = grid.reshape(b, h, -1, d).transpose(0, 2, 1, 3)
     return self.norm(jnp.concatenate([cls.astype(grid.dtype), grid], axis=1)), new_thw
@@ -97,8 +114,10 @@ class MultiscaleAttention(nnx.Module):
     tables = []
     for table, qn, kn in zip((self.rel_pos_t, self.rel_pos_h, self.rel_pos_w), q_thw, k_thw):
       if table.shape[0] != 2 * max(qn, kn) - 1:
-        raise ValueError(f"relative position table of {table.shape[0]} entries does not fit grids {q_thw} / {k_thw}; "
-                         "build the model for this input size")
+        raise ValueError(
+          f"relative position table of {table.shape[0]} entries does not fit grids {q_thw} / {k_thw}; "
+          "build the model for this input size"
+        )
       tables.append(table[...].astype(self.dtype)[rel_pos_index(qn, kn)])
     rt, rh, rw = tables
     r_q = q[:, 1:].reshape(b, *q_thw, self.heads, self.head_dim)
@@ -143,8 +162,9 @@ class MultiscaleBlock(nnx.Module):
     skip = x if self.project is None else self.project(normed)
     if self.skip_kernel is not None:
       b, _, c = skip.shape
-      grid = conv.max_pool(skip[:, 1:].reshape(b, *thw, c), self.skip_kernel, self.q_stride,
-                           tuple(k // 2 for k in self.skip_kernel))
+      grid = conv.max_pool(
+        skip[:, 1:].reshape(b, *thw, c), self.skip_kernel, self.q_stride, tuple(k // 2 for k in self.skip_kernel)
+      )
       skip = jnp.concatenate([skip[:, :1], grid.reshape(b, -1, c)], axis=1)
     x = skip + layers.drop_path(attn, self.drop_path_rate, rngs[0])
     x = x + layers.drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[1])
@@ -157,7 +177,8 @@ class MViT(nnx.Module):
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "variant": "S",  # "S" or "B": stage depths from DEPTHS.
         "depths": (),  # Stage depths overriding the variant's.
         "width": 96,  # First stage's width; each stage doubles it.
@@ -166,27 +187,30 @@ class MViT(nnx.Module):
         "kv_stride": (1, 8, 8),  # First stage's key/value pooling stride.
         "norm_eps": 1e-6,
         "drop_path_rate": 0.0,  # Stochastic depth, rising linearly to this over the blocks.
-    })
+      }
+    )
 
-  def __init__(self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs,
-               dtype=jnp.float32, param_dtype=jnp.float32):
+  def __init__(
+    self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+  ):
     if config.variant not in DEPTHS and not config.depths:
       raise ValueError(f"unknown MViTv2 variant {config.variant!r}; known: {', '.join(DEPTHS)}")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     settings = block_settings(config)
-    self.patch_embed = conv.Conv3d(3, config.width, (3, 7, 7), stride=(2, 4, 4), padding=(1, 3, 3),
-                                   use_bias=True, **kw)
+    self.patch_embed = conv.Conv3d(3, config.width, (3, 7, 7), stride=(2, 4, 4), padding=(1, 3, 3), use_bias=True, **kw)
     grid = self.patch_embed.out_shape(num_frames, image_size, image_size)
     # torchvision sizes the relative-position tables from floor-divided input sizes; so do we, so
     # its checkpoints load at any input size.
     size = [num_frames // 2, image_size // 4, image_size // 4]
-    self.cls_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (config.width,), ("embed",),
-                                  param_dtype)
+    self.cls_token = layers.param(
+      rngs, nnx.initializers.truncated_normal(0.02), (config.width,), ("embed",), param_dtype
+    )
     blocks, n = [], len(settings)
     for i, s in enumerate(settings):
       rate = config.drop_path_rate * i / max(n - 1, 1)
-      blocks.append(MultiscaleBlock(s, list(size), mlp_ratio=config.mlp_ratio, norm_eps=config.norm_eps,
-                                    drop_path_rate=rate, **kw))
+      blocks.append(
+        MultiscaleBlock(s, list(size), mlp_ratio=config.mlp_ratio, norm_eps=config.norm_eps, drop_path_rate=rate, **kw)
+      )
       size = [a // st for a, st in zip(size, s["q_stride"])]
       grid = tuple(_pooled_size(a, st) for a, st in zip(grid, s["q_stride"]))
     self.blocks = nnx.List(blocks)

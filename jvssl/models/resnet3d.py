@@ -17,8 +17,12 @@ from jvssl.models import conv
 
 # depth: (blocks per stage, bottleneck blocks?)
 DEPTHS = {
-    10: ((1, 1, 1, 1), False), 18: ((2, 2, 2, 2), False), 34: ((3, 4, 6, 3), False),
-    50: ((3, 4, 6, 3), True), 101: ((3, 4, 23, 3), True), 152: ((3, 8, 36, 3), True),
+  10: ((1, 1, 1, 1), False),
+  18: ((2, 2, 2, 2), False),
+  34: ((3, 4, 6, 3), False),
+  50: ((3, 4, 6, 3), True),
+  101: ((3, 4, 23, 3), True),
+  152: ((3, 8, 36, 3), True),
 }
 WIDTHS = (64, 128, 256, 512)
 
@@ -30,9 +34,12 @@ def spatiotemporal(in_ch, out_ch, mid_ch, stride, *, kind, relu, kw) -> nnx.List
   """
   if kind == "3d":
     return nnx.List([conv.ConvBN(in_ch, out_ch, 3, stride=stride, padding=1, relu=relu, **kw)])
-  return nnx.List([
+  return nnx.List(
+    [
       conv.ConvBN(in_ch, mid_ch, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), **kw),
-      conv.ConvBN(mid_ch, out_ch, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), relu=relu, **kw)])
+      conv.ConvBN(mid_ch, out_ch, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), relu=relu, **kw),
+    ]
+  )
 
 
 class Block(nnx.Module):
@@ -43,16 +50,21 @@ class Block(nnx.Module):
     mid = (in_ch * planes * 27) // (in_ch * 9 + 3 * planes)
     if bottleneck:
       out_ch = 4 * planes
-      parts = [nnx.List([conv.ConvBN(in_ch, planes, 1, **kw)]),
-               spatiotemporal(planes, planes, mid, stride, kind=kind, relu=True, kw=kw),
-               nnx.List([conv.ConvBN(planes, out_ch, 1, relu=False, **kw)])]
+      parts = [
+        nnx.List([conv.ConvBN(in_ch, planes, 1, **kw)]),
+        spatiotemporal(planes, planes, mid, stride, kind=kind, relu=True, kw=kw),
+        nnx.List([conv.ConvBN(planes, out_ch, 1, relu=False, **kw)]),
+      ]
     else:
       out_ch = planes
-      parts = [spatiotemporal(in_ch, planes, mid, stride, kind=kind, relu=True, kw=kw),
-               spatiotemporal(planes, planes, mid, 1, kind=kind, relu=False, kw=kw)]
+      parts = [
+        spatiotemporal(in_ch, planes, mid, stride, kind=kind, relu=True, kw=kw),
+        spatiotemporal(planes, planes, mid, 1, kind=kind, relu=False, kw=kw),
+      ]
     self.parts = nnx.List(parts)
-    self.downsample = (conv.ConvBN(in_ch, out_ch, 1, stride=stride, relu=False, **kw)
-                       if stride != 1 or in_ch != out_ch else None)
+    self.downsample = (
+      conv.ConvBN(in_ch, out_ch, 1, stride=stride, relu=False, **kw) if stride != 1 or in_ch != out_ch else None
+    )
     self.out_ch = out_ch
 
   def units(self):
@@ -80,18 +92,20 @@ class VideoResNet(nnx.Module):
   def default_config(cls) -> ConfigDict:
     return ConfigDict({"depth": 18, "bn_momentum": 0.1, "bn_eps": 1e-5})
 
-  def __init__(self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs,
-               dtype=jnp.float32, param_dtype=jnp.float32):
+  def __init__(
+    self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+  ):
     if config.depth not in DEPTHS:
       raise ValueError(f"unknown ResNet depth {config.depth}; known: {', '.join(map(str, DEPTHS))}")
     blocks, bottleneck = DEPTHS[config.depth]
-    kw = dict(bn_eps=config.bn_eps, bn_momentum=config.bn_momentum, dtype=dtype, param_dtype=param_dtype,
-              rngs=rngs)
+    kw = dict(bn_eps=config.bn_eps, bn_momentum=config.bn_momentum, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     if self.KIND == "3d":
       stem = [conv.ConvBN(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), **kw)]
     else:
-      stem = [conv.ConvBN(3, 45, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), **kw),
-              conv.ConvBN(45, 64, (3, 1, 1), padding=(1, 0, 0), **kw)]
+      stem = [
+        conv.ConvBN(3, 45, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), **kw),
+        conv.ConvBN(45, 64, (3, 1, 1), padding=(1, 0, 0), **kw),
+      ]
     self.stem = nnx.List(stem)
     layers, in_ch = [], 64
     for i, (num, planes) in enumerate(zip(blocks, WIDTHS)):

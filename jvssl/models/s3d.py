@@ -17,10 +17,10 @@ class SepConv(nnx.Module):
   """torchvision's TemporalSeparableConv: 1xkxk spatial then kx1x1 temporal ConvBN-ReLU."""
 
   def __init__(self, in_ch, out_ch, kernel, stride, padding, *, kw):
-    self.spatial = conv.ConvBN(in_ch, out_ch, (1, kernel, kernel), stride=(1, stride, stride),
-                               padding=(0, padding, padding), **kw)
-    self.temporal = conv.ConvBN(out_ch, out_ch, (kernel, 1, 1), stride=(stride, 1, 1), padding=(padding, 0, 0),
-                                **kw)
+    self.spatial = conv.ConvBN(
+      in_ch, out_ch, (1, kernel, kernel), stride=(1, stride, stride), padding=(0, padding, padding), **kw
+    )
+    self.temporal = conv.ConvBN(out_ch, out_ch, (kernel, 1, 1), stride=(stride, 1, 1), padding=(padding, 0, 0), **kw)
 
   def out_shape(self, t, h, w):
     return self.temporal.out_shape(*self.spatial.out_shape(t, h, w))
@@ -55,15 +55,22 @@ class Inception(nnx.Module):
 # torchvision's S3D feature layers: ("sep", in, out, kernel, stride, pad), ("pool", kernel, stride, pad),
 # ("conv", in, out), ("inc", in, b0, b1_mid, b1, b2_mid, b2, b3).
 LAYOUT = (
-    ("sep", 3, 64, 7, 2, 3), ("pool", (1, 3, 3), (1, 2, 2), (0, 1, 1)), ("conv", 64, 64),
-    ("sep", 64, 192, 3, 1, 1), ("pool", (1, 3, 3), (1, 2, 2), (0, 1, 1)),
-    ("inc", 192, 64, 96, 128, 16, 32, 32), ("inc", 256, 128, 128, 192, 32, 96, 64),
-    ("pool", 3, 2, 1),
-    ("inc", 480, 192, 96, 208, 16, 48, 64), ("inc", 512, 160, 112, 224, 24, 64, 64),
-    ("inc", 512, 128, 128, 256, 24, 64, 64), ("inc", 512, 112, 144, 288, 32, 64, 64),
-    ("inc", 528, 256, 160, 320, 32, 128, 128),
-    ("pool", 2, 2, 0),
-    ("inc", 832, 256, 160, 320, 32, 128, 128), ("inc", 832, 384, 192, 384, 48, 128, 128),
+  ("sep", 3, 64, 7, 2, 3),
+  ("pool", (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+  ("conv", 64, 64),
+  ("sep", 64, 192, 3, 1, 1),
+  ("pool", (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+  ("inc", 192, 64, 96, 128, 16, 32, 32),
+  ("inc", 256, 128, 128, 192, 32, 96, 64),
+  ("pool", 3, 2, 1),
+  ("inc", 480, 192, 96, 208, 16, 48, 64),
+  ("inc", 512, 160, 112, 224, 24, 64, 64),
+  ("inc", 512, 128, 128, 256, 24, 64, 64),
+  ("inc", 512, 112, 144, 288, 32, 64, 64),
+  ("inc", 528, 256, 160, 320, 32, 128, 128),
+  ("pool", 2, 2, 0),
+  ("inc", 832, 256, 160, 320, 32, 128, 128),
+  ("inc", 832, 384, 192, 384, 48, 128, 128),
 )
 
 
@@ -76,10 +83,10 @@ class S3D(nnx.Module):
     # torchvision's (and the TF original's) BatchNorm settings for S3D.
     return ConfigDict({"bn_momentum": 0.001, "bn_eps": 1e-3})
 
-  def __init__(self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs,
-               dtype=jnp.float32, param_dtype=jnp.float32):
-    kw = dict(bn_eps=config.bn_eps, bn_momentum=config.bn_momentum, dtype=dtype, param_dtype=param_dtype,
-              rngs=rngs)
+  def __init__(
+    self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+  ):
+    kw = dict(bn_eps=config.bn_eps, bn_momentum=config.bn_momentum, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     features = []
     for kind, *args in LAYOUT:
       if kind == "sep":

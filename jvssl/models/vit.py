@@ -13,20 +13,20 @@ from jvssl import registry
 from jvssl.models import layers
 
 REMAT_POLICIES = {
-    "none": None,
-    "full": None,  # nnx.remat without a policy saves nothing.
-    "dots": jax.checkpoint_policies.dots_saveable,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "none": None,
+  "full": None,  # nnx.remat without a policy saves nothing.
+  "dots": jax.checkpoint_policies.dots_saveable,
+  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
 # name: (width, depth, heads, mlp_dim), as in ViT / VideoMAE / VideoMAE v2.
 VARIANTS = {
-    "Ti": (192, 12, 3, 768),
-    "S": (384, 12, 6, 1536),
-    "B": (768, 12, 12, 3072),
-    "L": (1024, 24, 16, 4096),
-    "H": (1280, 32, 16, 5120),
-    "g": (1408, 40, 16, 6144),
+  "Ti": (192, 12, 3, 768),
+  "S": (384, 12, 6, 1536),
+  "B": (768, 12, 12, 3072),
+  "L": (1024, 24, 16, 4096),
+  "H": (1280, 32, 16, 5120),
+  "g": (1408, 40, 16, 6144),
 }
 
 
@@ -46,10 +46,14 @@ class ViT(nnx.Module):
 
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({
+    return ConfigDict(
+      {
         "variant": "B",
         # Non-zero values override the variant's shape.
-        "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
+        "width": 0,
+        "depth": 0,
+        "num_heads": 0,
+        "mlp_dim": 0,
         "patch_size": (2, 16, 16),  # (frames, height, width) of one tubelet.
         "pos_embed": "sincos",  # "sincos" (VideoMAE's fixed table) or "learned".
         "qkv_bias": "qv",  # VideoMAE's q and v biases; "all" for standard ViTs.
@@ -68,10 +72,12 @@ class ViT(nnx.Module):
         # pass), "dots" (keep matmul outputs, recompute the rest), "dots_no_batch" (keep only weight
         # matmuls without a batch dimension, as MaxText's default).
         "remat": "none",
-    })
+      }
+    )
 
-  def __init__(self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs,
-               dtype=jnp.float32, param_dtype=jnp.float32):
+  def __init__(
+    self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+  ):
     width, depth, heads, mlp = dims(config)
     pt, ph, pw = config.patch_size
     if num_frames % pt or image_size % ph or image_size % pw:
@@ -82,21 +88,22 @@ class ViT(nnx.Module):
     num_tokens = int(np.prod(self.grid))
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    self.patch_embed = layers.param(rngs, layers.xavier((0, 1, 2, 3), 4), (pt, ph, pw, 3, width),
-                                    (None, None, None, None, "embed"), param_dtype)
+    self.patch_embed = layers.param(
+      rngs, layers.xavier((0, 1, 2, 3), 4), (pt, ph, pw, 3, width), (None, None, None, None, "embed"), param_dtype
+    )
     self.patch_bias = layers.param(rngs, nnx.initializers.zeros, (width,), ("embed",), param_dtype)
     if config.pos_embed == "sincos":
       self.pos_embed = nnx.Variable(jnp.asarray(layers.sincos_table(num_tokens, width)))
     elif config.pos_embed == "learned":
-      self.pos_embed = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (num_tokens, width),
-                                    (None, "embed"), param_dtype)
+      self.pos_embed = layers.param(
+        rngs, nnx.initializers.truncated_normal(0.02), (num_tokens, width), (None, "embed"), param_dtype
+      )
     else:
       raise ValueError(f"pos_embed must be 'sincos' or 'learned', not {config.pos_embed!r}")
     if config.pool == "cls":
       if config.attention == "factorised":
         raise ValueError("a CLS token belongs to no frame: use model.pool='mean' with factorised attention")
-      self.cls_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("embed",),
-                                    param_dtype)
+      self.cls_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("embed",), param_dtype)
     elif config.pool != "mean":
       raise ValueError(f"pool must be 'mean' or 'cls', not {config.pool!r}")
     self.pool = config.pool
@@ -104,8 +111,9 @@ class ViT(nnx.Module):
     if config.attention == "joint":
       make_block = lambda rate: layers.Block(width, heads, mlp, drop_path_rate=rate, **block_kw)
     elif config.attention == "factorised":
-      make_block = lambda rate: layers.FactorisedBlock(width, heads, mlp, num_frames=self.grid[0],
-                                                       drop_path_rate=rate, **block_kw)
+      make_block = lambda rate: layers.FactorisedBlock(
+        width, heads, mlp, num_frames=self.grid[0], drop_path_rate=rate, **block_kw
+      )
     else:
       raise ValueError(f"attention must be 'joint' or 'factorised', not {config.attention!r}")
     self.blocks = nnx.List([make_block(float(rate)) for rate in np.linspace(0.0, config.drop_path_rate, depth)])

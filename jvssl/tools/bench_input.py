@@ -15,43 +15,45 @@ Printed per reader: clips/s (wall clock, all cores) and clips per CPU-second
 ratios to the PyAV loop.
 """
 
-import argparse
 import os
 import resource
 import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from jvssl import cli  # First: it sets TF_CPP_MIN_LOG_LEVEL before anything imports TensorFlow.
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
+# isort: split
 
-from jvssl import config as config_lib  # noqa: E402
-from jvssl.data import pipeline, sampling, tfrecord, video_decode, video_folder  # noqa: E402
-from jvssl.tools import make_tfrecords  # noqa: E402
+import av
+import numpy as np
+
+from jvssl.data import pipeline, sampling, tfrecord, video_decode, video_folder
+from jvssl.tools import make_tfrecords
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jvssl.tools.bench_input", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", required=True, help="recipe whose data section sets the clip shape and augmentation")
+  p = cli.parser(
+    "python -m jvssl.tools.bench_input",
+    __doc__,
+    config_help="recipe whose data section sets the clip shape and augmentation",
+  )
   p.add_argument("--videos", default="", help="folder of videos (default: write synthetic ones)")
   p.add_argument("--list", default="", help="annotation list of --videos")
   p.add_argument("--num_videos", type=int, default=16)
   p.add_argument("--length", type=int, default=300, help="frames per written video")
   p.add_argument("--width", type=int, default=320)
   p.add_argument("--height", type=int, default=256)
-  p.add_argument("--grain", type=float, default=8.0,
-                 help="std of the per-frame sensor grain of written videos: 8 gives about 1.5 kB/frame at CRF 23")
+  p.add_argument(
+    "--grain",
+    type=float,
+    default=8.0,
+    help="std of the per-frame sensor grain of written videos: 8 gives about 1.5 kB/frame at CRF 23",
+  )
   p.add_argument("--clips", type=int, default=64, help="clips timed per reader (after one warm-up batch)")
   p.add_argument("--batch_size", type=int, default=8)
   p.add_argument("--workdir", default="", help="where videos and TFRecords go (default: a temporary folder)")
-  args, rest = p.parse_known_args(argv)
-  unknown = [item for item in rest if not item.startswith("--config.")]
-  if unknown:
-    p.error(f"unrecognised arguments {' '.join(unknown)} (config fields are set with --config.field=value)")
-  return args, [item[len("--config."):] for item in rest]
+  return cli.parse(p, argv)
 
 
 def write_videos(folder: str, n: int, length: int, width: int, height: int, grain: float) -> str:
@@ -73,10 +75,10 @@ def write_videos(folder: str, n: int, length: int, width: int, height: int, grai
       stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
       stream.options = {"g": "25", "crf": "23", "preset": "veryfast"}
       for i in range(length):
-        image = background[i:i + height, i:i + width].astype(np.int16)
+        image = background[i : i + height, i : i + width].astype(np.int16)
         x = (width - thing.shape[1]) * (length - 1 - i) // max(length - 1, 1)
         y = height // 4 + int(height / 8 * np.sin(i / 10))
-        image[y:y + thing.shape[0], x:x + thing.shape[1]] = thing
+        image[y : y + thing.shape[0], x : x + thing.shape[1]] = thing
         image += rng.normal(0, grain, image.shape).astype(np.int16)
         frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="rgb24")
         for packet in stream.encode(frame):
@@ -93,10 +95,10 @@ def write_videos(folder: str, n: int, length: int, width: int, height: int, grai
 def scene(rng: np.random.Generator, height: int, width: int, cell: int = 24) -> np.ndarray:
   """uint8 [height, width, 3]: random colours on a coarse grid, smoothed, plus fine static texture."""
   coarse = rng.uniform(0, 255, (height // cell + 2, width // cell + 2, 3))
-  image = np.repeat(np.repeat(coarse, cell, axis=0), cell, axis=1)[:height + cell, :width + cell]
+  image = np.repeat(np.repeat(coarse, cell, axis=0), cell, axis=1)[: height + cell, : width + cell]
   for axis in (0, 1):  # A box filter as wide as a cell turns the blocks into smooth ramps.
     c = np.cumsum(image, axis=axis)
-    image = (np.take(c, range(cell, c.shape[axis]), axis=axis) - np.take(c, range(c.shape[axis] - cell), axis=axis))
+    image = np.take(c, range(cell, c.shape[axis]), axis=axis) - np.take(c, range(c.shape[axis] - cell), axis=axis)
     image /= cell
   image = image[:height, :width] + rng.normal(0, 4, (height, width, 3))
   return np.clip(image, 0, 255).astype(np.uint8)
@@ -110,8 +112,10 @@ def frame_sizes(entries, records: str) -> str:
       frames += video_decode.info(container, container.streams.video[0]).num_frames
   video_bytes = sum(os.path.getsize(e.path) for e in entries)
   record_bytes = sum(os.path.getsize(f) for f in tfrecord.shard_files(f"{records}/bench-*-of-*"))
-  return (f"{len(entries)} videos, {frames} frames; video files {video_bytes / frames / 1e3:.1f} kB/frame, "
-          f"TFRecords {record_bytes / frames / 1e3:.1f} kB/frame (JPEG)")
+  return (
+    f"{len(entries)} videos, {frames} frames; video files {video_bytes / frames / 1e3:.1f} kB/frame, "
+    f"TFRecords {record_bytes / frames / 1e3:.1f} kB/frame (JPEG)"
+  )
 
 
 def cpu_seconds() -> float:
@@ -135,7 +139,7 @@ def pyav_loop(entries, data, clips: int) -> tuple[float, float]:
         if i in wanted:
           image = frame.to_ndarray(format="rgb24")
           top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
-          frames[i] = image[top:top + size, left:left + size]
+          frames[i] = image[top : top + size, left : left + size]
         if i >= indices.max():
           break
       np.stack([frames[i] for i in indices])
@@ -153,7 +157,12 @@ def tf_data_reader(config, clips: int) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-  args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+  args, overrides = parse_args(argv)
+  return cli.run(lambda: bench(args, overrides))
+
+
+def bench(args, overrides: list[str]) -> None:
+  """Writes (or reads) the videos and their TFRecords, times each reader and prints the table."""
   workdir = args.workdir or tempfile.mkdtemp(prefix="jvssl_bench_input_")
   videos, list_path = args.videos, args.list
   if not videos:
@@ -163,13 +172,28 @@ def main(argv=None) -> int:
     list_path = write_videos(videos, args.num_videos, args.length, args.width, args.height, args.grain)
   records = os.path.join(workdir, "tfrecords")
   print(f"converting to TFRecords in {records}")
-  make_tfrecords.main([f"--videos={videos}", f"--list={list_path}", f"--out={records}", "--shards=4",
-                       "--name=bench", f"--workers={min(4, os.cpu_count() or 1)}"])
-  base = [f"data.video_folder.root={videos}", f"data.video_folder.train_list={list_path}",
-          f"data.tfrecord.train_files={records}/bench-*-of-*", f"data.batch_size={args.batch_size}",
-          *overrides]
-  configs = {name: config_lib.load(args.config, [f"data.source={name}"] + base)
-             for name in ("video_folder", "tfrecord")}
+  make_tfrecords.convert(
+    make_tfrecords.parse_args(
+      [
+        f"--videos={videos}",
+        f"--list={list_path}",
+        f"--out={records}",
+        "--shards=4",
+        "--name=bench",
+        f"--workers={min(4, os.cpu_count() or 1)}",
+      ]
+    )
+  )
+  base = [
+    f"data.video_folder.root={videos}",
+    f"data.video_folder.train_list={list_path}",
+    f"data.tfrecord.train_files={records}/bench-*-of-*",
+    f"data.batch_size={args.batch_size}",
+    *overrides,
+  ]
+  configs = {
+    name: cli.load_config(args.config, [f"data.source={name}"] + base) for name in ("video_folder", "tfrecord")
+  }
   data = configs["tfrecord"].data
   shape = f"{data.num_frames}x{data.image_size}x{data.image_size} (stride {data.frame_stride})"
   print(f"clips of {shape}; {len(os.sched_getaffinity(0))} cores available; {args.clips} clips per reader")
@@ -185,7 +209,6 @@ def main(argv=None) -> int:
   for name, (wall, cpu) in results.items():
     rate, per_core = clips[name] / wall, clips[name] / cpu
     print(f"{name:<14}{rate:>10.2f}{rate / base_rate:>9.2f}{per_core:>13.2f}{per_core / base_per_core:>9.2f}")
-  return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from elsewhere slows both alike, and prints the ratio of the medians; it needs
 the optional torch and transformers packages and a VideoMAE/ViT config.
 """
 
-import argparse
 import json
 import os
 import resource
@@ -22,29 +21,27 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from jvssl import cli  # First: it sets TF_CPP_MIN_LOG_LEVEL before anything imports TensorFlow.
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+# isort: split
 
-from jvssl import config as config_lib, flops, sharding, train  # noqa: E402
-from jvssl.errors import UserError  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jvssl import flops, sharding, trainer as trainer_lib
+from jvssl.errors import UserError
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jvssl.tools.benchmark", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", required=True, help="config file with :arg, like configs/videomae_k400.py:vit_s")
+  p = cli.parser(
+    "python -m jvssl.tools.benchmark", __doc__, config_help="config file with :arg, like configs/videomae_k400.py:vit_s"
+  )
   p.add_argument("--batch_size", type=int, default=0, help="global batch (default: the config's)")
   p.add_argument("--steps", type=int, default=10, help="timed steps, after --warmup untimed ones")
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--torch", action="store_true", help="also time the PyTorch reference and print the ratio")
-  args, rest = p.parse_known_args(argv)
-  bad = [r for r in rest if not r.startswith("--config.")]
-  if bad:
-    p.error(f"unrecognised arguments {bad} (config fields are set with --config.field=value)")
-  overrides = [r[len("--config."):] for r in rest]
+  args, overrides = cli.parse(p, argv)
   if args.batch_size:
     overrides.append(f"data.batch_size={args.batch_size}")
   # The step is timed on random input: no data set needed, and a schedule needs a length.
@@ -75,25 +72,28 @@ def cpu_matmul_tflops(n: int = 2048, repeats: int = 5) -> float:
   a = jnp.ones((n, n), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
   times = _interleaved([lambda: matmul(a).block_until_ready()], repeats, 1)[0]
-  return 2 * n ** 3 / min(times) / 1e12
+  return 2 * n**3 / min(times) / 1e12
 
 
 def peak_memory_gb() -> tuple[float, str]:
   stats = jax.local_devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
-    return stats["peak_bytes_in_use"] / 2 ** 30, "device"
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, "process max RSS"
+    return stats["peak_bytes_in_use"] / 2**30, "device"
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process max RSS"
 
 
 def jvssl_step(config, warmup: int):
   """(step function, facts) for jvssl's compiled train step on random uint8 clips, warmed up."""
   mesh = sharding.make_mesh(config.mesh)
-  trainer = train.Trainer(config, mesh, config.train.num_steps, 1000.0)
+  trainer = trainer_lib.Trainer(config, mesh, config.train.num_steps, 1000.0)
   data = config.data
   rng = np.random.default_rng(0)
-  local = {"video": rng.integers(0, 256, (data.batch_size, data.num_frames, data.image_size, data.image_size, 3),
-                                 dtype=np.uint8),
-           "label": np.zeros((data.batch_size,), np.int32)}
+  local = {
+    "video": rng.integers(
+      0, 256, (data.batch_size, data.num_frames, data.image_size, data.image_size, 3), dtype=np.uint8
+    ),
+    "label": np.zeros((data.batch_size,), np.int32),
+  }
   batch = {k: jax.device_put(v, sharding.batch_sharding(mesh, trainer.rules, v.ndim)) for k, v in local.items()}
   state = trainer.init(config.seed)
   start = time.perf_counter()
@@ -110,8 +110,13 @@ def jvssl_step(config, warmup: int):
   _interleaved([step], 0, warmup)
   holder["faults"] = 0  # The first steps fault in buffers once; page_faults_per_step is about the rest.
   memory, memory_source = peak_memory_gb()  # Before anything else (--torch) shares the process.
-  return step, {"trainer": trainer, "compile_s": compile_s, "memory": memory, "memory_source": memory_source,
-                "holder": holder}
+  return step, {
+    "trainer": trainer,
+    "compile_s": compile_s,
+    "memory": memory,
+    "memory_source": memory_source,
+    "holder": holder,
+  }
 
 
 def jvssl_report(config, times: list[float], facts: dict) -> dict:
@@ -123,54 +128,77 @@ def jvssl_report(config, times: list[float], facts: dict) -> dict:
   if peak is None and jax.default_backend() == "cpu":
     peak, peak_source = cpu_matmul_tflops(), "measured float32 matmul"
   step_flops = trainer.step_flops * jax.device_count() if trainer.step_flops else None
-  analytic = flops.videomae_step_flops(config) if config.method.name == "videomae" and config.model.name == "vit" \
-      else None
+  analytic = (
+    flops.videomae_step_flops(config) if config.method.name == "videomae" and config.model.name == "vit" else None
+  )
   utilisation = flops.mfu(trainer.step_flops, median, peak)
   data = config.data
   return {
-      "config": config_name(config), "device": kind, "devices": jax.device_count(),
-      "compute_dtype": config.train.compute_dtype, "batch_size": data.batch_size,
-      "step_time_s": round(median, 4), "step_time_min_s": round(min(times), 4),
-      "clips_per_s": round(data.batch_size / median, 3),
-      "gflops_per_step": float(f"{step_flops / 1e9:.4g}") if step_flops else None,
-      "gflops_per_step_analytic": float(f"{analytic / 1e9:.4g}") if analytic else None,
-      "mfu": round(utilisation, 4) if utilisation is not None else None,
-      "peak_tflops": round(peak, 3) if peak else None, "peak_source": peak_source,
-      "peak_memory_gb": round(facts["memory"], 2), "memory_source": facts["memory_source"],
-      # Host page faults per step: near zero when jvssl.cpu_memory's malloc settings are in effect.
-      "page_faults_per_step": round(facts["holder"]["faults"] / len(times)),
-      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-      "compile_s": round(facts["compile_s"], 1),
+    "config": config_name(config),
+    "device": kind,
+    "devices": jax.device_count(),
+    "compute_dtype": config.train.compute_dtype,
+    "batch_size": data.batch_size,
+    "step_time_s": round(median, 4),
+    "step_time_min_s": round(min(times), 4),
+    "clips_per_s": round(data.batch_size / median, 3),
+    "gflops_per_step": float(f"{step_flops / 1e9:.4g}") if step_flops else None,
+    "gflops_per_step_analytic": float(f"{analytic / 1e9:.4g}") if analytic else None,
+    "mfu": round(utilisation, 4) if utilisation is not None else None,
+    "peak_tflops": round(peak, 3) if peak else None,
+    "peak_source": peak_source,
+    "peak_memory_gb": round(facts["memory"], 2),
+    "memory_source": facts["memory_source"],
+    # Host page faults per step: near zero when jvssl.cpu_memory's malloc settings are in effect.
+    "page_faults_per_step": round(facts["holder"]["faults"] / len(times)),
+    "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+    "compile_s": round(facts["compile_s"], 1),
   }
 
 
 def config_name(config) -> str:
-  return f"{config.model.name}-{config.model.variant} {config.method.name} {config.data.num_frames}x" \
-         f"{config.data.image_size}x{config.data.image_size}"
+  return (
+    f"{config.model.name}-{config.model.variant} {config.method.name} {config.data.num_frames}x"
+    f"{config.data.image_size}x{config.data.image_size}"
+  )
 
 
 def torch_step(config, warmup: int):
   """(step function, facts) for Hugging Face's VideoMAEForPreTraining with AdamW on the config's shapes,
   batch and mask ratio, warmed up."""
   from jvssl.models import convert
+
   try:
     import torch
+
     convert.load_torchvision()  # transformers imports it when installed.
     import transformers
   except ImportError:
     raise UserError("--torch needs torch and transformers (pip install 'jvssl[convert]')") from None
   from jvssl.models import vit
+
   if config.model.name != "vit" or config.method.name != "videomae":
     raise UserError("--torch compares VideoMAE with a ViT encoder only")
   width, depth, heads, mlp = vit.dims(config.model)
   pt, ph, pw = config.model.patch_size
   method, data = config.method, config.data
   hf_config = transformers.VideoMAEConfig(
-      image_size=data.image_size, patch_size=ph, num_frames=data.num_frames, tubelet_size=pt,
-      hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=mlp,
-      decoder_hidden_size=method.decoder_width, decoder_num_hidden_layers=method.decoder_depth,
-      decoder_num_attention_heads=method.decoder_heads, decoder_intermediate_size=4 * method.decoder_width,
-      norm_pix_loss=method.norm_pix_loss, use_mean_pooling=False, attn_implementation="sdpa")
+    image_size=data.image_size,
+    patch_size=ph,
+    num_frames=data.num_frames,
+    tubelet_size=pt,
+    hidden_size=width,
+    num_hidden_layers=depth,
+    num_attention_heads=heads,
+    intermediate_size=mlp,
+    decoder_hidden_size=method.decoder_width,
+    decoder_num_hidden_layers=method.decoder_depth,
+    decoder_num_attention_heads=method.decoder_heads,
+    decoder_intermediate_size=4 * method.decoder_width,
+    norm_pix_loss=method.norm_pix_loss,
+    use_mean_pooling=False,
+    attn_implementation="sdpa",
+  )
   device = "cuda" if torch.cuda.is_available() else "cpu"
   torch.set_num_threads(os.cpu_count() or 1)
   model = transformers.VideoMAEForPreTraining(hf_config).to(device).train()
@@ -181,7 +209,7 @@ def torch_step(config, warmup: int):
   generator = torch.Generator().manual_seed(0)
   masked = torch.zeros(b, spatial, dtype=torch.bool)
   for i in range(b):  # Tube masking: the same spatial positions in every frame.
-    masked[i, torch.randperm(spatial, generator=generator)[:int(method.mask_ratio * spatial)]] = True
+    masked[i, torch.randperm(spatial, generator=generator)[: int(method.mask_ratio * spatial)]] = True
   mask = masked.repeat(1, grid_t).to(device)
   autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.train.compute_dtype == "bfloat16")
 
@@ -200,31 +228,36 @@ def torch_step(config, warmup: int):
 
 def torch_report(times: list[float], facts: dict, batch_size: int) -> dict:
   median = statistics.median(times)
-  return {"torch_step_time_s": round(median, 4), "torch_step_time_min_s": round(min(times), 4),
-          "torch_clips_per_s": round(batch_size / median, 3), **facts}
+  return {
+    "torch_step_time_s": round(median, 4),
+    "torch_step_time_min_s": round(min(times), 4),
+    "torch_clips_per_s": round(batch_size / median, 3),
+    **facts,
+  }
+
+
+def benchmark(args, overrides: list[str]) -> None:
+  """Times the steps `args` asks for and prints the JSON line."""
+  config = cli.load_config(args.config, overrides)
+  steps = [jvssl_step(config, args.warmup)]
+  if args.torch:
+    steps.append(torch_step(config, args.warmup))
+  times = _interleaved([fn for fn, _ in steps], args.steps, 0)
+  result = jvssl_report(config, times[0], steps[0][1])
+  if args.torch:
+    result.update(torch_report(times[1], steps[1][1], config.data.batch_size))
+    # > 1: jvssl's step is faster than PyTorch's (medians of steps taken in turn).
+    result["speedup_vs_torch"] = round(result["torch_step_time_s"] / result["step_time_s"], 3)
+  print(json.dumps(result), flush=True)
 
 
 def main(argv=None) -> int:
-  args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-  try:
-    config = config_lib.load(args.config, overrides)
-    steps = [jvssl_step(config, args.warmup)]
-    if args.torch:
-      steps.append(torch_step(config, args.warmup))
-    times = _interleaved([fn for fn, _ in steps], args.steps, 0)
-    result = jvssl_report(config, times[0], steps[0][1])
-    if args.torch:
-      result.update(torch_report(times[1], steps[1][1], config.data.batch_size))
-      # > 1: jvssl's step is faster than PyTorch's (medians of steps taken in turn).
-      result["speedup_vs_torch"] = round(result["torch_step_time_s"] / result["step_time_s"], 3)
-  except UserError as e:
-    print(f"jvssl: error: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(result), flush=True)
-  return 0
+  args, overrides = parse_args(argv)
+  return cli.run(lambda: benchmark(args, overrides))
 
 
 if __name__ == "__main__":
   from jvssl import cpu_memory
+
   cpu_memory.reexec_with_tuned_malloc()
   sys.exit(main())

@@ -12,63 +12,62 @@ column. A method that was already trained in its workdir is resumed (so a finish
 one is only evaluated again). The table goes to stdout and to WORKDIR/results.md.
 """
 
-import argparse
+import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from jvssl import cli
+
+log = logging.getLogger("jvssl")
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jvssl.tools.compare_methods", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", required=True, help="config file whose variants are method names")
+  p = cli.parser(
+    "python -m jvssl.tools.compare_methods", __doc__, config_help="config file whose variants are method names"
+  )
   p.add_argument("--methods", required=True, help="comma-separated variants of --config")
   p.add_argument("--arg", default="", help="appended to every variant (e.g. runlocal)")
   p.add_argument("--workdir", required=True)
-  args, rest = p.parse_known_args(argv)
-  bad = [item for item in rest if not item.startswith("--config.")]
-  if bad:
-    p.error(f"unrecognised arguments {' '.join(bad)} (config fields are set with --config.field=value)")
-  return args, [item[len("--config."):] for item in rest]
+  return cli.parse(p, argv)
 
 
 def compare(config_path: str, methods: list[str], workdir: str, overrides=(), arg: str = "") -> dict:
   """Trains and evaluates each method; returns {column: {metric: value}} with the random init first."""
-  from jvssl import checkpointing, config as config_lib, evaluate, main, train
+  from jvssl import checkpointing, train
+  from jvssl.evaluate import common
 
   columns = {}
   for i, method in enumerate(methods):
     spec = f"{config_path}:{method}" + (f",{arg}" if arg else "")
-    config = config_lib.load(spec, overrides)
+    config = cli.load_config(spec, overrides)
     method_dir = os.path.join(workdir, method)
     checkpointing.check_writable(method_dir)
     result = train.train(config, method_dir, writer=None)
+    trainer = result.trainer
     if i == 0:
-      columns["random init"] = evaluate.run(config, result.trainer.encoder(result.trainer.init(config.seed)),
-                                            result.trainer.mesh)
-    columns[method] = evaluate.run(config, result.trainer.encoder(result.state), result.trainer.mesh)
-    main.log.info("%s: %s", method, columns[method])
+      columns["random init"] = common.run(config, trainer.predictor(trainer.init(config.seed)), trainer.mesh)
+    columns[method] = common.run(config, trainer.predictor(result.state), trainer.mesh)
+    log.info("%s: %s", method, columns[method])
   return columns
 
 
-def main_cli(argv=None) -> int:
-  from jvssl import evaluate, main
-  from jvssl.errors import UserError
+def main(argv=None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-  main.setup_logging()
+  cli.setup_logging()
   methods = [m for m in args.methods.split(",") if m]
-  try:
+
+  def run() -> None:
+    from jvssl.evaluate import common
+
     os.makedirs(args.workdir, exist_ok=True)
     columns = compare(args.config, methods, args.workdir, overrides, args.arg)
-  except UserError as e:
-    print(f"jvssl: error: {e}", file=sys.stderr)
-    return 2
-  print("\n" + evaluate.write_results(args.workdir, columns) + "\n", flush=True)
-  return 0
+    print("\n" + common.write_results(args.workdir, columns) + "\n", flush=True)
+
+  return cli.run(run)
 
 
 if __name__ == "__main__":
   from jvssl import cpu_memory
+
   cpu_memory.reexec_with_tuned_malloc()
-  sys.exit(main_cli())
+  sys.exit(main())

@@ -13,11 +13,12 @@ Unused source keys and target arrays left at initialisation are printed and
 written to `<out>/import_report.txt`.
 """
 
-import argparse
 import json
 import logging
 import os
 import sys
+
+from jvssl import cli
 
 log = logging.getLogger("jvssl")
 
@@ -27,10 +28,9 @@ def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
   import jax
   from flax import nnx
 
-  from jvssl import checkpointing, sharding, train
+  from jvssl import checkpointing, sharding, trainer as trainer_lib
   from jvssl.config import to_json
-  from jvssl.errors import UserError
-  from jvssl.errors import ConfigError
+  from jvssl.errors import ConfigError, UserError
   from jvssl.models import convert
 
   if fmt not in convert.FORMATS:
@@ -42,7 +42,7 @@ def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
     raise UserError(f"{ckpt.directory} already has checkpoints; import into an empty --out")
   source = convert.load_state_dict(src)
   # The schedule's length does not change the state's structure, so no data is needed here.
-  trainer = train.Trainer(config, sharding.make_mesh(config.mesh), 1, 1.0)
+  trainer = trainer_lib.Trainer(config, sharding.make_mesh(config.mesh), 1, 1.0)
   state = trainer.init(config.seed)
   params, rest = jax.device_get(state.params), jax.device_get(state.rest)
   abstract = nnx.eval_shape(lambda: trainer.method.build(nnx.Rngs(0)))
@@ -51,8 +51,9 @@ def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
   params = jax.device_put(params, shardings.params)
   opt_state = jax.jit(trainer.tx.init, out_shardings=shardings.opt_state)(params)
   state = state.replace(params=params, rest=jax.device_put(rest, shardings.rest), opt_state=opt_state)
-  ckpt.save(0, state, {"step": 0, "config": json.loads(to_json(config)), "imported_from": os.path.abspath(src),
-                       "format": fmt})
+  ckpt.save(
+    0, state, {"step": 0, "config": json.loads(to_json(config)), "imported_from": os.path.abspath(src), "format": fmt}
+  )
   ckpt.wait()
   ckpt.close()
   lines = report.lines()
@@ -63,32 +64,21 @@ def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-  from jvssl.main import setup_logging
-  setup_logging()
-  parser = argparse.ArgumentParser(prog="python -m jvssl.tools.import_weights", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  cli.setup_logging()
+  parser = cli.parser(
+    "python -m jvssl.tools.import_weights", __doc__, config_help="the config that will train from the weights"
+  )
   parser.add_argument("--from", dest="fmt", required=True, help="videomae, hf_videomae or torchvision")
   parser.add_argument("--src", required=True, help=".pth, .bin or .safetensors file")
-  parser.add_argument("--config", required=True, help="the config that will train from the weights")
   parser.add_argument("--out", required=True, help="workdir to create (checkpoint at step 0)")
-  args, rest = parser.parse_known_args(argv)
-  overrides = []
-  for item in rest:
-    if not item.startswith("--config."):
-      parser.error(f"unrecognised argument {item} (config fields are set with --config.field=value)")
-    overrides.append(item[len("--config."):])
-  from jvssl import config as config_lib
-  from jvssl.errors import UserError
-  try:
-    config = config_lib.load(args.config, overrides)
-    lines = import_weights(args.fmt, args.src, config, args.out)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  for line in lines:
-    log.info("%s", line)
-  log.info("wrote %s/checkpoints/0; train or evaluate with --config=%s --workdir=%s", args.out, args.config, args.out)
-  return 0
+  args, overrides = cli.parse(parser, argv)
+
+  def work():
+    for line in import_weights(args.fmt, args.src, cli.load_config(args.config, overrides), args.out):
+      log.info("%s", line)
+    log.info("wrote %s/checkpoints/0; train or evaluate with --config=%s --workdir=%s", args.out, args.config, args.out)
+
+  return cli.run(work)
 
 
 if __name__ == "__main__":

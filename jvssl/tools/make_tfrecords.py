@@ -20,17 +20,22 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from jvssl import cli  # First: it sets TF_CPP_MIN_LOG_LEVEL before anything imports TensorFlow.
 
-import tensorflow as tf  # noqa: E402
+# isort: split
 
-from jvssl.data import tfrecord, video_decode, video_folder  # noqa: E402
-from jvssl.errors import UserError  # noqa: E402
+import tensorflow as tf
+
+from jvssl.data import tfrecord, video_decode, video_folder
+from jvssl.errors import UserError
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jvssl.tools.make_tfrecords", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    prog="python -m jvssl.tools.make_tfrecords",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("--videos", required=True, help="folder the list's paths are relative to")
   p.add_argument("--list", required=True, help="annotation list (`path label` lines or CSV path,label[,start,end])")
   p.add_argument("--out", required=True, help="output folder")
@@ -67,8 +72,9 @@ def convert_shard(entries, path: str, args, on_video=None) -> list[tuple[str, st
   with tf.io.TFRecordWriter(tmp) as writer:
     for entry in entries:
       try:
-        frames, _ = video_decode.read_all_frames(entry.path, entry.start, entry.end, args.fps, args.short_side,
-                                                 args.timeout_s)
+        frames, _ = video_decode.read_all_frames(
+          entry.path, entry.start, entry.end, args.fps, args.short_side, args.timeout_s
+        )
         data = serialize(frames, entry.label, os.path.relpath(entry.path, args.videos), args.quality)
         writer.write(data)
         lengths.append(len(data))
@@ -98,21 +104,23 @@ class Progress:
     rate = self.done / elapsed if elapsed > 0 else 0.0
     left = (self.total - self.done) / rate if rate else 0.0
     filled = int(30 * self.done / max(self.total, 1))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} videos, "
-                     f"{rate:.1f}/s, {left:.0f}s left ")
+    sys.stderr.write(
+      f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} videos, {rate:.1f}/s, {left:.0f}s left "
+    )
     sys.stderr.flush()
 
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  try:
-    entries = video_folder.read_list(args.list, args.videos)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return cli.run(lambda: convert(args))
+
+
+def convert(args) -> None:
+  """Writes the shards `args` (from parse_args) asks for, skipping those already there, and the list of bad
+  videos; UserError for a list that cannot be read."""
   if args.shards < 1:
-    print("error: --shards must be >= 1", file=sys.stderr)
-    return 2
+    raise UserError("--shards must be >= 1")
+  entries = video_folder.read_list(args.list, args.videos)
   name = args.name or os.path.splitext(os.path.basename(args.list))[0]
   tf.io.gfile.makedirs(args.out)
   n = args.shards
@@ -123,23 +131,27 @@ def main(argv=None) -> int:
   if args.workers > 1:
     # Spawned, not forked: TensorFlow's runtime does not survive a fork.
     with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-      jobs = {pool.submit(convert_shard, entries[bounds[i]:bounds[i + 1]], shard_path(args.out, name, i, n), args): i
-              for i in todo}
+      jobs = {
+        pool.submit(convert_shard, entries[bounds[i] : bounds[i + 1]], shard_path(args.out, name, i, n), args): i
+        for i in todo
+      }
       for job in concurrent.futures.as_completed(jobs):
         job.result()
         progress.advance(bounds[jobs[job] + 1] - bounds[jobs[job]])
   else:
     for i in todo:
-      convert_shard(entries[bounds[i]:bounds[i + 1]], shard_path(args.out, name, i, n), args, progress.advance)
+      convert_shard(entries[bounds[i] : bounds[i + 1]], shard_path(args.out, name, i, n), args, progress.advance)
   sys.stderr.write("\n")
   bad = [item for i in range(n) for item in skipped_in(shard_path(args.out, name, i, n))]
   bad_list = os.path.join(args.out, f"{name}.bad_videos.tsv")
   with tf.io.gfile.GFile(bad_list, "w") as f:
     f.write("".join(f"{p}\t{reason}\n" for p, reason in bad))
-  print(f"done: {len(entries) - len(bad)} videos written, {len(bad)} skipped (listed in {bad_list}); "
-        f"read them with --config.data.source=tfrecord "
-        f"--config.data.tfrecord.train_files='{os.path.join(args.out, f'{name}-*-of-{n:05d}')}'", file=sys.stderr)
-  return 0
+  print(
+    f"done: {len(entries) - len(bad)} videos written, {len(bad)} skipped (listed in {bad_list}); "
+    f"read them with --config.data.source=tfrecord "
+    f"--config.data.tfrecord.train_files='{os.path.join(args.out, f'{name}-*-of-{n:05d}')}'",
+    file=sys.stderr,
+  )
 
 
 if __name__ == "__main__":

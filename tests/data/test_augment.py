@@ -27,8 +27,14 @@ def test_defaults_leave_clips_unchanged_and_old_configs_still_work():
 
 
 def test_every_frame_of_a_clip_gets_the_same_augmentation():
-  cfg = data_config(random_crop_scale=(0.3, 1.0), flip=True, color_jitter=(0.4, 0.4, 0.4, 0.1),
-                    color_jitter_prob=1.0, grayscale_prob=0.5, blur_prob=0.5)
+  cfg = data_config(
+    random_crop_scale=(0.3, 1.0),
+    flip=True,
+    color_jitter=(0.4, 0.4, 0.4, 0.1),
+    color_jitter_prob=1.0,
+    grayscale_prob=0.5,
+    blur_prob=0.5,
+  )
   video = still_video()
   outs = [augment.train_augment(video, tf.constant([s, 3], tf.int64), cfg).numpy() for s in range(6)]
   for out in outs:
@@ -46,8 +52,9 @@ def test_jitter_grayscale_and_blur_change_what_they_should():
   assert (gray[..., 0] == gray[..., 2]).all()
   blurred = augment.photometric(video, seed, data_config(blur_prob=1.0, blur_sigma=(1.5, 1.5)).augment).numpy()
   assert np.diff(blurred.astype(float), axis=2).std() < 0.5 * np.diff(video.numpy().astype(float), axis=2).std()
-  jittered = augment.photometric(video, seed, data_config(color_jitter=(0.5, 0.5, 0.5, 0.2),
-                                                          color_jitter_prob=1.0).augment).numpy()
+  jittered = augment.photometric(
+    video, seed, data_config(color_jitter=(0.5, 0.5, 0.5, 0.2), color_jitter_prob=1.0).augment
+  ).numpy()
   assert np.abs(jittered.astype(float) - video.numpy()).mean() > 3
 
 

@@ -23,9 +23,15 @@ class JvsslTestVideos(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "clip": tfds.features.Video(shape=(None, 24, 24, 3), encoding_format="png"),
-        "action": tfds.features.ClassLabel(num_classes=3)}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "clip": tfds.features.Video(shape=(None, 24, 24, 3), encoding_format="png"),
+          "action": tfds.features.ClassLabel(num_classes=3),
+        }
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     return {"train": self._generate_examples(6), "test": self._generate_examples(2)}
@@ -37,9 +43,19 @@ class JvsslTestVideos(tfds.core.GeneratorBasedBuilder):
 
 
 def tfds_config(data_dir, name, *overrides):
-  return config_lib.load(RUNLOCAL, [
-      "data.source=tfds", f"data.tfds.name={name}", f"data.tfds.data_dir={data_dir}", "data.batch_size=6",
-      "data.num_frames=4", "data.frame_stride=2", "data.num_parallel_calls=2", *overrides])
+  return config_lib.load(
+    RUNLOCAL,
+    [
+      "data.source=tfds",
+      f"data.tfds.name={name}",
+      f"data.tfds.data_dir={data_dir}",
+      "data.batch_size=6",
+      "data.num_frames=4",
+      "data.frame_stride=2",
+      "data.num_parallel_calls=2",
+      *overrides,
+    ],
+  )
 
 
 def test_registered_data_set_by_name(tmp_path):
@@ -70,8 +86,18 @@ def test_own_builder_gives_the_same_clips_as_the_folder(tmp_path):
   (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
   (tmp_path / "test.txt").write_text("empty.mp4 1\n" + lines[0] + "\n")
   data_dir = tmp_path / "tfds"
-  assert tfds_builder.main([f"--videos={tmp_path}", f"--list=train={tmp_path / 'train.txt'}",
-                            f"--list=test={tmp_path / 'test.txt'}", f"--data_dir={data_dir}", "--name=mini"]) == 0
+  assert (
+    tfds_builder.main(
+      [
+        f"--videos={tmp_path}",
+        f"--list=train={tmp_path / 'train.txt'}",
+        f"--list=test={tmp_path / 'test.txt'}",
+        f"--data_dir={data_dir}",
+        "--name=mini",
+      ]
+    )
+    == 0
+  )
   overrides = ("data.tfds.name=jvssl_video_folder/mini", f"data.tfds.data_dir={data_dir}")
   from_folder = batches(run_config(tmp_path, "", "video_folder"), 2)
   from_tfds = batches(run_config(tmp_path, "", "tfds", *overrides), 2)

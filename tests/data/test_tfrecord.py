@@ -40,10 +40,20 @@ def converted(tmp_path_factory):
 
 
 def run_config(root, out, source, *overrides):
-  return config_lib.load(RUNLOCAL, [
-      f"data.source={source}", f"data.video_folder.root={root}", f"data.video_folder.train_list={root / 'train.txt'}",
-      f"data.tfrecord.train_files={out}/train-*-of-*", "data.batch_size=4", "data.num_frames=4",
-      "data.frame_stride=3", "data.num_parallel_calls=2", *overrides])
+  return config_lib.load(
+    RUNLOCAL,
+    [
+      f"data.source={source}",
+      f"data.video_folder.root={root}",
+      f"data.video_folder.train_list={root / 'train.txt'}",
+      f"data.tfrecord.train_files={out}/train-*-of-*",
+      "data.batch_size=4",
+      "data.num_frames=4",
+      "data.frame_stride=3",
+      "data.num_parallel_calls=2",
+      *overrides,
+    ],
+  )
 
 
 def batches(config, n):
@@ -90,8 +100,9 @@ def test_each_process_reads_only_its_records(converted, monkeypatch):
   wanted = {(records.files[records.shard[i]], int(records.offsets[i][0])) for i in (2, 3)}
   reads = []
   original = tfrecord.read_record
-  monkeypatch.setattr(tfrecord, "read_record", lambda path, offset, length: reads.append((path, offset))
-                      or original(path, offset, length))
+  monkeypatch.setattr(
+    tfrecord, "read_record", lambda path, offset, length: reads.append((path, offset)) or original(path, offset, length)
+  )
   got = batches(run_config(root, out, "tfrecord", "data.shuffle=False"), 2)
   assert [b["label"].tolist() for b in got] == [[2, 3], [2, 3]]
   assert reads and set(reads) <= wanted
@@ -117,12 +128,18 @@ def test_converter_resumes_and_lists_bad_videos(converted, tmp_path):
 def test_resampling_and_short_side(converted, tmp_path):
   root, _ = converted
   out = tmp_path / "out"
-  assert make_tfrecords.main([f"--videos={root}", f"--list={root / 'train.txt'}", f"--out={out}", "--shards=1",
-                              "--fps=5", "--short_side=16"]) == 0
+  assert (
+    make_tfrecords.main(
+      [f"--videos={root}", f"--list={root / 'train.txt'}", f"--out={out}", "--shards=1", "--fps=5", "--short_side=16"]
+    )
+    == 0
+  )
   import tensorflow as tf
+
   record = next(iter(tf.data.TFRecordDataset(tfrecord.shard_files(f"{out}/train-*")[:1])))
   _, lists = tf.io.parse_single_sequence_example(
-      record, sequence_features={tfrecord.FRAMES_KEY: tf.io.FixedLenSequenceFeature([], tf.string)})
+    record, sequence_features={tfrecord.FRAMES_KEY: tf.io.FixedLenSequenceFeature([], tf.string)}
+  )
   frames = [tf.io.decode_jpeg(j).numpy() for j in lists[tfrecord.FRAMES_KEY]]
   assert len(frames) == LENGTHS["a.mp4"] // 2 and frames[0].shape[:2] == (16, 20)  # 10 fps -> 5 fps; 32x40 -> 16x20.
   np.testing.assert_array_equal(frame_numbers(np.stack(frames)), np.arange(0, LENGTHS["a.mp4"] - 1, 2))
@@ -130,6 +147,7 @@ def test_resampling_and_short_side(converted, tmp_path):
 
 def test_unparsable_records_and_damaged_frames_are_skipped_and_counted(tmp_path):
   import tensorflow as tf
+
   frames = np.stack([np.full((32, 40, 3), 100, np.uint8)] * 12)
   good = [make_tfrecords.serialize(frames, label, f"v{label}", 90) for label in (0, 3)]
   damaged = tf.train.SequenceExample.FromString(make_tfrecords.serialize(frames, 1, "v1", 90))
@@ -138,8 +156,14 @@ def test_unparsable_records_and_damaged_frames_are_skipped_and_counted(tmp_path)
   with tf.io.TFRecordWriter(str(tmp_path / "s-00000-of-00001")) as writer:
     for record in (good[0], damaged.SerializeToString(), b"\xff\xff\xff\xff not a proto", good[1]):
       writer.write(record)
-  c = run_config(tmp_path, tmp_path, "tfrecord", "data.shuffle=False", "data.max_bad_fraction=0.9",
-                 f"data.tfrecord.train_files={tmp_path}/s-*")
+  c = run_config(
+    tmp_path,
+    tmp_path,
+    "tfrecord",
+    "data.shuffle=False",
+    "data.max_bad_fraction=0.9",
+    f"data.tfrecord.train_files={tmp_path}/s-*",
+  )
   batch = batches(c, 1)[0]
   assert batch["label"][0] == 0 and batch["label"][3] == 3 and set(batch["label"][1:3]) <= {0, 3}
   counts = bad_input.skip_counts()

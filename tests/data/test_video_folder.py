@@ -11,9 +11,8 @@ from jvssl.data import bad_input, pipeline, video_folder
 from jvssl.errors import ConfigError, DataError
 
 sys.path.insert(0, os.path.dirname(__file__))
-from videos import frame_value, write_video  # noqa: E402
-
 from conftest import REPO  # noqa: E402
+from videos import frame_value, write_video  # noqa: E402
 
 RUNLOCAL = os.path.join(REPO, "configs", "videomae_synthetic.py:runlocal")
 
@@ -29,10 +28,17 @@ def folder_config(root, listing: str, *overrides: str):
   list_path = os.path.join(root, "list.txt")
   with open(list_path, "w") as f:
     f.write(listing)
-  return config_lib.load(RUNLOCAL, ["data.source=video_folder", f"data.video_folder.root={root}",
-                                    f"data.video_folder.train_list={list_path}",
-                                    f"data.video_folder.test_list={list_path}", "data.shuffle=False",
-                                    *overrides])
+  return config_lib.load(
+    RUNLOCAL,
+    [
+      "data.source=video_folder",
+      f"data.video_folder.root={root}",
+      f"data.video_folder.train_list={list_path}",
+      f"data.video_folder.test_list={list_path}",
+      "data.shuffle=False",
+      *overrides,
+    ],
+  )
 
 
 def first_batch(config):
@@ -49,8 +55,11 @@ def frame_numbers(video: np.ndarray) -> np.ndarray:
 def test_lists_in_both_formats(tmp_path):
   (tmp_path / "a.txt").write_text("x/1.mp4 3\nx/2.avi\n\n# comment\nx/with space.mp4 5\n")
   entries = video_folder.read_list(str(tmp_path / "a.txt"), "/root")
-  assert [(e.path, e.label) for e in entries] == [("/root/x/1.mp4", 3), ("/root/x/2.avi", -1),
-                                                  ("/root/x/with space.mp4", 5)]
+  assert [(e.path, e.label) for e in entries] == [
+    ("/root/x/1.mp4", 3),
+    ("/root/x/2.avi", -1),
+    ("/root/x/with space.mp4", 5),
+  ]
   (tmp_path / "b.csv").write_text("path,label,start,end\nv.mp4,2,1.5,3\nw.mp4,,,\n")
   entries = video_folder.read_list(str(tmp_path / "b.csv"), "r")
   assert entries[0] == video_folder.Entry("r/v.mp4", 2, 1.5, 3.0)
@@ -77,8 +86,12 @@ def test_bad_files_are_skipped_counted_and_listed(tmp_path):
   (tmp_path / "corrupt.mp4").write_bytes(b"\x00not a video" * 64)
   good = (tmp_path / "good.mp4").read_bytes()
   (tmp_path / "truncated.mp4").write_bytes(good[: len(good) // 3])
-  c = folder_config(str(tmp_path), "good.mp4 1\nempty.mp4 2\ncorrupt.mp4 3\nmissing.mp4 4\n",
-                    "data.batch_size=4", "data.max_bad_fraction=0.9")
+  c = folder_config(
+    str(tmp_path),
+    "good.mp4 1\nempty.mp4 2\ncorrupt.mp4 3\nmissing.mp4 4\n",
+    "data.batch_size=4",
+    "data.max_bad_fraction=0.9",
+  )
   batch = first_batch(c)
   assert (batch["label"] == 1).all()  # Every bad entry was stood in for by the good video.
   counts = bad_input.skip_counts()
@@ -92,8 +105,9 @@ def test_bad_files_are_skipped_counted_and_listed(tmp_path):
 
 def test_too_many_bad_videos_in_a_batch_is_a_clear_error(tmp_path):
   write_video(tmp_path / "good.mp4", num_frames=12)
-  c = folder_config(str(tmp_path), "good.mp4 1\nm1.mp4 2\nm2.mp4 3\nm3.mp4 4\n",
-                    "data.batch_size=4", "data.max_bad_fraction=0.5")
+  c = folder_config(
+    str(tmp_path), "good.mp4 1\nm1.mp4 2\nm2.mp4 3\nm3.mp4 4\n", "data.batch_size=4", "data.max_bad_fraction=0.5"
+  )
   with pytest.raises(DataError, match="max_bad_fraction"):
     first_batch(c)
 
@@ -106,15 +120,16 @@ def test_nothing_readable_is_a_clear_error(tmp_path):
 
 def test_short_video_is_padded_with_its_last_frame(tmp_path):
   write_video(tmp_path / "short.mp4", num_frames=3)
-  c = folder_config(str(tmp_path), "short.mp4 0\n", "data.batch_size=2", "data.num_frames=4",
-                    "data.frame_stride=2")
+  c = folder_config(str(tmp_path), "short.mp4 0\n", "data.batch_size=2", "data.num_frames=4", "data.frame_stride=2")
   batch = first_batch(c)
   np.testing.assert_array_equal(frame_numbers(batch["video"]), [[0, 2, 2, 2]] * 2)
   assert bad_input.repair_counts()["short"] >= 2  # tf.data may have read ahead.
   assert bad_input.skip_counts() == {}
 
 
-@pytest.mark.parametrize("pix_fmt,size", [("gray", (32, 40)), ("yuv422p", (30, 46)), ("yuv420p", (33, 47)), ("yuv444p", (33, 47))])
+@pytest.mark.parametrize(
+  "pix_fmt,size", [("gray", (32, 40)), ("yuv422p", (30, 46)), ("yuv420p", (33, 47)), ("yuv444p", (33, 47))]
+)
 def test_unusual_pixel_formats_and_sizes_decode_to_rgb(tmp_path, pix_fmt, size):
   codec = "libx264" if size[0] % 2 == 0 and pix_fmt != "gray" else "ffv1"  # x264 wants even sizes.
   write_video(tmp_path / "v.mkv", num_frames=8, size=size, codec=codec, pix_fmt=pix_fmt)
@@ -128,9 +143,17 @@ def test_unusual_pixel_formats_and_sizes_decode_to_rgb(tmp_path, pix_fmt, size):
 def test_csv_window_limits_sampling(tmp_path):
   write_video(tmp_path / "a.mp4", num_frames=18, fps=10)
   (tmp_path / "list.csv").write_text("path,label,start,end\na.mp4,1,1.0,1.6\n")
-  c = config_lib.load(RUNLOCAL, ["data.source=video_folder", f"data.video_folder.root={tmp_path}",
-                                 f"data.video_folder.train_list={tmp_path / 'list.csv'}", "data.batch_size=4",
-                                 "data.num_frames=4", "data.frame_stride=1"])
+  c = config_lib.load(
+    RUNLOCAL,
+    [
+      "data.source=video_folder",
+      f"data.video_folder.root={tmp_path}",
+      f"data.video_folder.train_list={tmp_path / 'list.csv'}",
+      "data.batch_size=4",
+      "data.num_frames=4",
+      "data.frame_stride=1",
+    ],
+  )
   frames = frame_numbers(first_batch(c)["video"])
   assert frames.min() >= 10 and frames.max() <= 16, frames
 

@@ -9,8 +9,9 @@ def frame_value(i: int) -> int:
   return 20 + 12 * (i % 18)
 
 
-def write_video(path, num_frames: int = 12, size=(32, 40), fps: int = 10, codec: str = "libx264",
-                pix_fmt: str = "yuv420p") -> str:
+def write_video(
+  path, num_frames: int = 12, size=(32, 40), fps: int = 10, codec: str = "libx264", pix_fmt: str = "yuv420p"
+) -> str:
   """Writes frames of uniform grey frame_value(i) (size = (height, width)); returns the path."""
   height, width = size
   with av.open(str(path), "w") as out:

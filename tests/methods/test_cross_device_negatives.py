@@ -10,7 +10,7 @@ from conftest import run_python
 CODE = r"""
 import json, sys
 import jax, numpy as np
-from jvssl import config as config_lib, sharding, train
+from jvssl import config as config_lib, sharding, trainer as trainer_lib
 
 method, devices = sys.argv[1], int(sys.argv[2])
 c = config_lib.load(f"configs/ssl_synthetic.py:{method},runlocal")
@@ -20,7 +20,7 @@ c.data.batch_size = 8
 c.optimizer.name, c.optimizer.b1, c.optimizer.weight_decay = "sgd", 0.0, 0.0
 c.optimizer.lr, c.schedule.warmup_steps = 0.1, 0
 mesh = sharding.make_mesh(c.mesh, jax.devices()[:devices])
-trainer = train.Trainer(c, mesh, 10, 10.0)
+trainer = trainer_lib.Trainer(c, mesh, 10, 10.0)
 state = trainer.init(0)
 rng = np.random.default_rng(0)
 f, s = c.data.num_frames, c.data.image_size
@@ -36,6 +36,7 @@ print(json.dumps({"loss": float(metrics["loss"]), "params": params[:: max(len(pa
 @pytest.mark.parametrize("method", ["simclr", "moco_v3"])
 def test_loss_on_8_devices_equals_one_device(method):
   import numpy as np
+
   runs = {}
   for devices in (1, 8):
     out = run_python(CODE.replace("sys.argv[1], int(sys.argv[2])", f"{method!r}, {devices}"), devices=8)

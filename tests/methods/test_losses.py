@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jvssl.methods import embedding, losses
 
@@ -20,8 +21,9 @@ def _reference_info_nce(z, num_views, temperature):
 def test_info_nce_matches_a_direct_computation():
   z = np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32)
   for views in (2, 3):
-    np.testing.assert_allclose(losses.info_nce(jnp.asarray(z), views, 0.1), _reference_info_nce(z, views, 0.1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      losses.info_nce(jnp.asarray(z), views, 0.1), _reference_info_nce(z, views, 0.1), rtol=1e-5
+    )
 
 
 def test_moco_loss_prefers_matching_keys():
@@ -55,12 +57,22 @@ def test_collapse_watch_flags_collapsed_embeddings():
   assert float(line["effective_rank"]) < 1.5 < float(ok["effective_rank"])
 
 
-def test_ema_moves_teacher_leaves_and_keeps_teacher_only_entries():
-  teacher = {"w": jnp.zeros(3), "bn": {"scale": jnp.zeros(2), "mean": jnp.full(2, 5.0)}}
-  student = {"w": jnp.ones(3), "bn": {"scale": jnp.ones(2)}}
-  out = embedding.ema(teacher, student, 0.75)
-  np.testing.assert_allclose(out["w"], 0.25)
-  np.testing.assert_allclose(out["bn"]["scale"], 0.25)
-  np.testing.assert_allclose(out["bn"]["mean"], 5.0)
+def test_update_teacher_moves_teacher_weights_and_keeps_its_statistics():
+  class Student(nnx.Module):
+    def __init__(self, rngs):
+      self.linear = nnx.Linear(3, 2, rngs=rngs)
+      self.norm = nnx.BatchNorm(2, rngs=rngs)
+
+  student = Student(nnx.Rngs(0))
+  teacher = embedding.momentum_copy(student)
+  teacher.norm.mean[...] = jnp.full(2, 5.0)  # The teacher's own batch statistics: not the student's to move.
+  start = np.asarray(teacher.linear.kernel[...])
+  student.linear.kernel[...] = student.linear.kernel[...] + 1.0
+  embedding.update_teacher(teacher, student, 0.75)
+  assert isinstance(teacher.linear.kernel, embedding.Teacher)
+  np.testing.assert_allclose(
+    teacher.linear.kernel[...], 0.75 * start + 0.25 * np.asarray(student.linear.kernel[...]), rtol=1e-6
+  )
+  np.testing.assert_allclose(teacher.norm.mean[...], 5.0)
   assert float(embedding.cosine_momentum(0.99, jnp.array(0), 100)) == np.float32(0.99)
   assert float(embedding.cosine_momentum(0.99, jnp.array(100), 100)) == 1.0

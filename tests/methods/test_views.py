@@ -7,15 +7,19 @@ from jvssl.methods import views
 VIDEO = jax.random.uniform(jax.random.key(0), (3, 4, 16, 16, 3))
 
 
-@pytest.mark.parametrize("make", [
+@pytest.mark.parametrize(
+  "make",
+  [
     lambda k: views.multi_view(k, VIDEO, 2, crop_scale=(0.2, 1.0), frame_fraction=(0.25, 1.0)),
-    lambda k: views.clip_views(k, VIDEO[:, None], 2, crop_scale=(0.2, 1.0), frame_fraction=(0.25, 1.0),
-                               color_strength=0.5),
+    lambda k: views.clip_views(
+      k, VIDEO[:, None], 2, crop_scale=(0.2, 1.0), frame_fraction=(0.25, 1.0), color_strength=0.5
+    ),
     lambda k: views.speed_views(k, VIDEO, (1, 2, 4)),
     lambda k: views.shuffle_segments(k, VIDEO, views.permutation_set(2, 2)),
     lambda k: views.jigsaw(k, VIDEO, views.permutation_set(4, 8), (1, 2, 2)),
     lambda k: views.rotate(k, VIDEO),
-])
+  ],
+)
 def test_views_are_a_function_of_the_key(make):
   a, b, c = make(jax.random.key(1)), make(jax.random.key(1)), make(jax.random.key(2))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

@@ -25,12 +25,15 @@ def _count(module) -> int:
 
 
 # Published sizes with a 400-class head (torchvision's model docs; Hara et al. for 3D ResNet-50).
-@pytest.mark.parametrize("name,model,count,published", [
+@pytest.mark.parametrize(
+  "name,model,count,published",
+  [
     ("r3d", {"depth": 18}, 33_371_472, 33.4),
     ("r2plus1d", {"depth": 18}, 31_505_325, 31.5),
     ("s3d", {}, 8_320_048, 8.3),
     ("r3d", {"depth": 50}, 46_980_944, 47.0),
-])
+  ],
+)
 def test_parameter_counts_match_published(name, model, count, published):
   abstract = nnx.eval_shape(lambda: Classifier(_config(name, **model), rngs=nnx.Rngs(0)))
   assert _count(abstract) == count
@@ -42,18 +45,25 @@ def test_parameter_counts_match_torchvision():
   if importlib.util.find_spec("torchvision") is None:
     pytest.skip("torchvision is not installed")
   from torch_refs import torchvision_video
+
   video = torchvision_video()
   from torchvision.models.video.resnet import BasicStem, Bottleneck, Conv3DSimple, VideoResNet
-  refs = {"r3d": video.r3d_18(), "r2plus1d": video.r2plus1d_18(), "s3d": video.s3d(),
-          "r3d50": VideoResNet(Bottleneck, [Conv3DSimple] * 4, [3, 4, 6, 3], BasicStem)}
+
+  refs = {
+    "r3d": video.r3d_18(),
+    "r2plus1d": video.r2plus1d_18(),
+    "s3d": video.s3d(),
+    "r3d50": VideoResNet(Bottleneck, [Conv3DSimple] * 4, [3, 4, 6, 3], BasicStem),
+  }
   for key, ref in refs.items():
     name, model = ("r3d", {"depth": 50}) if key == "r3d50" else (key, {})
     abstract = nnx.eval_shape(lambda: Classifier(_config(name, **model), rngs=nnx.Rngs(0)))
     assert _count(abstract) == sum(p.numel() for p in ref.parameters()), key
 
 
-@pytest.mark.parametrize("name,grid,width", [("r3d", (2, 4, 4), 512), ("r2plus1d", (2, 4, 4), 512),
-                                             ("s3d", (2, 2, 2), 1024)])
+@pytest.mark.parametrize(
+  "name,grid,width", [("r3d", (2, 4, 4), 512), ("r2plus1d", (2, 4, 4), 512), ("s3d", (2, 2, 2), 1024)]
+)
 def test_outputs_and_grid(name, grid, width):
   c = _config(name, frames=16, size=64)
   abstract = nnx.eval_shape(lambda: models.build(c, rngs=nnx.Rngs(0)))

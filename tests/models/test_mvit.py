@@ -10,7 +10,9 @@ import pytest
 from flax import nnx
 
 from jvssl import config as config_lib, registry
+from jvssl.methods.base import RunLength
 from jvssl.models import mvit
+
 from test_parity import TOL, _build, _max_diff
 from torch_refs import import_torch, randomize, state_dict, torchvision_video
 
@@ -24,7 +26,7 @@ def _config(frames, size, num_classes=400, variant="S"):
 
 
 def _count(config) -> int:
-  method = registry.METHODS.get("classify")(config)
+  method = registry.METHODS.get("classify")(config, RunLength(1, 1.0))
   model = nnx.eval_shape(lambda: method.build(nnx.Rngs(0)))
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
@@ -34,8 +36,11 @@ def test_block_settings_are_torchvision_mvit_v2_s():
   import_torch()
   torchvision_video()
   from torchvision.models.video import mvit as tv_mvit
-  theirs = [(b.input_channels, b.output_channels, b.num_heads, tuple(b.stride_q), tuple(b.stride_kv))
-            for b in _torchvision_setting(tv_mvit)]
+
+  theirs = [
+    (b.input_channels, b.output_channels, b.num_heads, tuple(b.stride_q), tuple(b.stride_kv))
+    for b in _torchvision_setting(tv_mvit)
+  ]
   assert theirs == [(s["in"], s["out"], s["heads"], s["q_stride"], s["kv_stride"]) for s in settings]
   assert [s["out"] for s in settings] == [96, 192, 192] + [384] * 11 + [768, 768]
   assert [s["heads"] for s in settings] == [1, 2, 2] + [4] * 11 + [8, 8]
@@ -57,11 +62,23 @@ def test_mvit_v2_b_has_the_papers_parameter_count():
 
 def test_torchvision_mvit_v2_s_parity():
   """mvit_v2_s's blocks on a small clip (8x64x64: grids 4x16x16 down to 4x2x2), so it runs in seconds."""
-  torch, video = import_torch(), torchvision_video()
+  torch = import_torch()
+  torchvision_video()  # Skips the test when torchvision's video models are missing.
   from torchvision.models.video import mvit as tv_mvit
-  ref = tv_mvit._mvit(block_setting=_torchvision_setting(tv_mvit), stochastic_depth_prob=0.0, weights=None,
-                      progress=False, spatial_size=(64, 64), temporal_size=8, num_classes=7,
-                      residual_pool=True, residual_with_cls_embed=False, rel_pos_embed=True, proj_after_attn=True)
+
+  ref = tv_mvit._mvit(
+    block_setting=_torchvision_setting(tv_mvit),
+    stochastic_depth_prob=0.0,
+    weights=None,
+    progress=False,
+    spatial_size=(64, 64),
+    temporal_size=8,
+    num_classes=7,
+    residual_pool=True,
+    residual_with_cls_embed=False,
+    rel_pos_embed=True,
+    proj_after_attn=True,
+  )
   ref = randomize(torch, ref)
   x = torch.randn(2, 3, 8, 64, 64)
   with torch.no_grad():

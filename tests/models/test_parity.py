@@ -16,9 +16,16 @@ from flax import nnx
 
 from jvssl import config as config_lib, registry
 from jvssl.errors import CheckpointError
+from jvssl.methods.base import RunLength
 from jvssl.models import convert
-from torch_refs import load_torchvision as _load_torchvision, randomize as _randomize, state_dict as _state_dict, \
-    import_torch as _torch, torchvision_video as _torchvision_video
+
+from torch_refs import (
+  import_torch as _torch,
+  load_torchvision as _load_torchvision,
+  randomize as _randomize,
+  state_dict as _state_dict,
+  torchvision_video as _torchvision_video,
+)
 
 TOL = 1e-4
 
@@ -29,7 +36,7 @@ def _build(config, source, fmt, *, abstract=False):
   abstract: skip the random initialisation (slow for 30M-parameter CNNs), for sources
   that fill every array.
   """
-  method = registry.METHODS.get(config.method.name)(config)
+  method = registry.METHODS.get(config.method.name)(config, RunLength(1, 1.0))
   model = nnx.eval_shape(lambda: method.build(nnx.Rngs(0))) if abstract else method.build(nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   pure_params, pure_rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
@@ -44,6 +51,7 @@ def _max_diff(a, b) -> float:
 
 
 # ---- torchvision CNNs ---------------------------------------------------------------------------
+
 
 def _cnn_config(name, frames, size, num_classes=7):
   c = config_lib.base_config(model=name, method="classify")
@@ -96,14 +104,28 @@ def test_torchvision_s3d_parity():
 
 # ---- VideoMAE -----------------------------------------------------------------------------------
 
+
 def _hf_config(**kw):
   transformers = pytest.importorskip("transformers")
   _load_torchvision()  # transformers imports torchvision when it is installed.
   return transformers, transformers.VideoMAEConfig(
-      image_size=32, patch_size=8, num_channels=3, num_frames=4, tubelet_size=2, hidden_size=32,
-      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, decoder_num_attention_heads=2,
-      decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_intermediate_size=64, num_labels=5,
-      qkv_bias=True, **kw)
+    image_size=32,
+    patch_size=8,
+    num_channels=3,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    decoder_num_attention_heads=2,
+    decoder_hidden_size=16,
+    decoder_num_hidden_layers=1,
+    decoder_intermediate_size=64,
+    num_labels=5,
+    qkv_bias=True,
+    **kw,
+  )
 
 
 def _vit_config(method, final_norm, hf):
@@ -133,16 +155,25 @@ def _official_from_hf(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
       block = ("encoder." if k.startswith("encoder") else "decoder.") if encoder else ""
       start = f"{block}blocks.{parts[2]}."
       rest = ".".join(parts[3:])
-      names = {"layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
-               "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-               "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
-               "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
-               "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-               "attention.attention.query.bias": "attn.q_bias", "attention.attention.value.bias": "attn.v_bias"}
+      names = {
+        "layernorm_before.weight": "norm1.weight",
+        "layernorm_before.bias": "norm1.bias",
+        "layernorm_after.weight": "norm2.weight",
+        "layernorm_after.bias": "norm2.bias",
+        "intermediate.dense.weight": "mlp.fc1.weight",
+        "intermediate.dense.bias": "mlp.fc1.bias",
+        "output.dense.weight": "mlp.fc2.weight",
+        "output.dense.bias": "mlp.fc2.bias",
+        "attention.output.dense.weight": "attn.proj.weight",
+        "attention.output.dense.bias": "attn.proj.bias",
+        "attention.attention.query.bias": "attn.q_bias",
+        "attention.attention.value.bias": "attn.v_bias",
+      }
       if rest == "attention.attention.query.weight":
         prefix = f"{'videomae.' if key.startswith('videomae.') else ''}{'.'.join(parts[:3])}.attention.attention."
         out[start + "attn.qkv.weight"] = np.concatenate(
-            [sd[prefix + "query.weight"], sd[prefix + "key.weight"], sd[prefix + "value.weight"]])
+          [sd[prefix + "query.weight"], sd[prefix + "key.weight"], sd[prefix + "value.weight"]]
+        )
       elif rest in names:
         out[start + names[rest]] = v
     elif k.startswith("layernorm."):
@@ -223,8 +254,12 @@ def test_old_transformers_bias_names_and_pretraining_into_classifier():
   np.testing.assert_array_equal(q_bias, new_model.encoder.blocks[1].attn.q_bias[...])
   _, report = _build(_vit_config("classify", "pooled", hf), sd, "hf_videomae")
   assert "videomae.layernorm.weight" in report.unused and "decoder.head.weight" in report.unused
-  assert report.kept == ["params/encoder/norm/bias", "params/encoder/norm/scale", "params/head/bias",
-                         "params/head/kernel"]
+  assert report.kept == [
+    "params/encoder/norm/bias",
+    "params/encoder/norm/scale",
+    "params/head/bias",
+    "params/head/kernel",
+  ]
 
 
 def test_shape_mismatch_names_the_key():

@@ -6,7 +6,7 @@ from conftest import run_python
 CODE = r"""
 import sys, time
 import jax, numpy as np
-from jvssl import config as config_lib, sharding, train
+from jvssl import config as config_lib, sharding, trainer as trainer_lib
 
 def vit_videomae():
   c = config_lib.load("configs/videomae_synthetic.py:runlocal")
@@ -34,7 +34,7 @@ def run(config, mode, mesh_shape, devices):
   config.optimizer.lr, config.schedule.warmup_steps = 0.1, 0
   config.data.batch_size = 8
   mesh = sharding.make_mesh(config.mesh, devices)
-  trainer = train.Trainer(config, mesh, 10, 10.0)
+  trainer = trainer_lib.Trainer(config, mesh, 10, 10.0)
   state = trainer.init(0)
   rng = np.random.default_rng(0)
   size, frames = config.data.image_size, config.data.num_frames

@@ -24,10 +24,13 @@ def _vit_config(variant, num_classes=400):
 
 # VideoMAE ViT-S/B on 16x224x224 with tubelets 2x16x16 and a 400-class head:
 # the papers' 22M and 87M (Hugging Face lists VideoMAE-B fine-tuned on K400 at 86.5M).
-@pytest.mark.parametrize("variant,encoder,classifier,published", [
+@pytest.mark.parametrize(
+  "variant,encoder,classifier,published",
+  [
     ("S", 21_879_936, 22_033_936, 22),
     ("B", 86_227_200, 86_534_800, 87),
-])
+  ],
+)
 def test_parameter_counts_match_published(variant, encoder, classifier, published):
   config = _vit_config(variant)
   abstract = nnx.eval_shape(lambda: Classifier(config, rngs=nnx.Rngs(0)))

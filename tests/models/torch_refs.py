@@ -1,8 +1,6 @@
 """PyTorch reference models for the parity and parameter-count tests (skipped without the `convert` extra)."""
 
 import importlib.util
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -20,11 +18,13 @@ def torchvision_video():
     pytest.skip("torchvision is not installed")
   load_torchvision()
   import torchvision.models.video as video
+
   return video
 
 
 def load_torchvision():
   from jvssl.models import convert
+
   convert.load_torchvision()
 
 

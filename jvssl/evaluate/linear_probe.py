@@ -50,9 +50,13 @@ def linear_probe(train_x, train_y, test_x, test_y, *, l2_grid, steps: int, seed:
   num_classes = int(max(train_y.max(), test_y.max())) + 1
   order = np.random.default_rng(seed).permutation(len(train_x))
   held = order[: len(order) // 5]
-  fit = order[len(order) // 5:]
-  scores = [accuracy(_fit(train_x[fit], train_y[fit], num_classes=num_classes, l2=l2, steps=steps),
-                     train_x[held], train_y[held]) for l2 in l2_grid]
+  fit = order[len(order) // 5 :]
+  scores = [
+    accuracy(
+      _fit(train_x[fit], train_y[fit], num_classes=num_classes, l2=l2, steps=steps), train_x[held], train_y[held]
+    )
+    for l2 in l2_grid
+  ]
   best = float(l2_grid[int(np.argmax(scores))])
   wb = _fit(train_x, train_y, num_classes=num_classes, l2=best, steps=steps)
   return {"accuracy": accuracy(wb, test_x, test_y), "l2": best}
@@ -62,11 +66,22 @@ def linear_probe(train_x, train_y, test_x, test_y, *, l2_grid, steps: int, seed:
 class LinearProbe:
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict({"every_steps": 0, "train_split": "train", "test_split": "test", "num_train": 0,
-                       "readout": "mean", "l2_grid": (1e-4, 1e-3, 1e-2, 1e-1), "steps": 300})
+    return ConfigDict(
+      {
+        "every_steps": 0,
+        "train_split": "train",
+        "test_split": "test",
+        "num_train": 0,
+        "embedding": "video",
+        "readout": "mean",
+        "l2_grid": (1e-4, 1e-3, 1e-2, 1e-1),
+        "steps": 300,
+      }
+    )
 
   @staticmethod
-  def run(config, cfg, encoder, mesh, cache) -> dict:
-    train_x, train_y = cache.get(cfg.train_split, cfg.readout, cfg.num_train)
-    test_x, test_y = cache.get(cfg.test_split, cfg.readout)
+  def run(config, cfg, predictor, mesh, cache) -> dict:
+    del predictor, mesh  # The features come through the cache.
+    train_x, train_y = cache.get(cfg.train_split, cfg.embedding, cfg.readout, cfg.num_train)
+    test_x, test_y = cache.get(cfg.test_split, cfg.embedding, cfg.readout)
     return linear_probe(train_x, train_y, test_x, test_y, l2_grid=cfg.l2_grid, steps=cfg.steps, seed=config.seed)

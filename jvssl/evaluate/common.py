@@ -1,0 +1,73 @@
+"""Runs the evaluators a config names on what a method exposes (`Trainer.predictor`), and tabulates results.
+
+An evaluator is a class registered in `jvssl.registry.EVALUATORS` with `default_config()`
+and `run(config, eval_config, predictor, mesh, cache) -> {metric: value}`; it asks the
+method's named functions for what it needs (through `cache` or `features.jit_predict`)
+and raises `features.Unavailable` when the method has none, which skips it with a logged
+reason. No evaluator imports the train loop: `jvssl.main` hands the loop an `Evaluation`.
+"""
+
+import json
+import logging
+import os
+
+from jvssl import registry
+from jvssl.evaluate import features
+
+log = logging.getLogger("jvssl")
+
+
+def run(config, predictor, mesh, *, names=None, step=None, writer=None) -> dict[str, float]:
+  """Runs the evaluators `names` (default: all of config.evals) on `predictor`; returns {"name/metric": value}."""
+  cache = features.FeatureCache(config, predictor, mesh)
+  results = {}
+  for name in names if names is not None else list(config.evals):
+    cfg = config.evals[name]
+    try:
+      metrics = registry.EVALUATORS.get(cfg.type).run(config, cfg, predictor, mesh, cache)
+    except features.Unavailable as e:
+      log.info("eval %s skipped: %s", name, e)
+      continue
+    results.update({f"{name}/{k}": v for k, v in metrics.items()})
+    log.info("eval %s: %s", name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+  if writer is not None and step is not None:
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+  return results
+
+
+class Evaluation:
+  """The loop's evaluation callback (`jvssl.train.EvalCallback`): config.evals on the trainer's current model."""
+
+  def __init__(self, config, writer=None):
+    self.config, self.writer = config, writer
+
+  def __call__(self, trainer, state, names, step) -> dict:
+    return run(self.config, trainer.predictor(state), trainer.mesh, names=names, step=step, writer=self.writer)
+
+
+def comparison_table(columns: dict[str, dict[str, float]]) -> str:
+  """A markdown table: one row per metric, one column per model (e.g. random init, pretrained)."""
+  names = list(columns)
+  metrics = list(dict.fromkeys(m for column in columns.values() for m in column))
+  lines = ["| evaluation | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+  for metric in metrics:
+    cells = [_cell(metric, columns[n].get(metric)) for n in names]
+    lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _cell(metric: str, value) -> str:
+  if value is None:
+    return "-"
+  percent = metric.endswith("accuracy") or "/recall@" in metric
+  return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
+
+
+def write_results(workdir: str, columns: dict[str, dict[str, float]]) -> str:
+  """Writes results.json and results.md to workdir; returns the table."""
+  table = comparison_table(columns)
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(columns, f, indent=2)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(table + "\n")
+  return table
