@@ -1,7 +1,7 @@
 """Contrastive, self-distillation and pretext methods on jvssl's synthetic data, on the geometry of the
 VideoMAE demo (configs/videomae_synthetic.py), so their results compare with it directly.
 
-Variants name the method: `:simclr`, `:moco_v3`, `:byol`, `:dino`, `:pretext`, `:combined`
+Variants name the method: `:simclr`, `:moco_v3`, `:byol`, `:dino`, `:vicreg`, `:pretext`, `:combined`
 (VideoMAE + SimCLR on one encoder), `:videomae` (the demo itself, with this file's evaluations);
 add `,runlocal` for a CPU smoke run.
   python -m jvssl.main --config=configs/ssl_synthetic.py:simclr --workdir=/tmp/simclr
@@ -14,7 +14,7 @@ import os
 
 from jvssl.config import base_config, eval_config, parse_arg
 
-METHODS = ("simclr", "moco_v3", "byol", "dino", "pretext", "combined", "videomae")
+METHODS = ("simclr", "moco_v3", "byol", "dino", "vicreg", "pretext", "combined", "videomae")
 # Sections the demo's geometry and training schedule are copied from.
 _SHARED = ("seed", "data", "optimizer", "schedule", "train", "eval")
 
@@ -42,7 +42,7 @@ def get_config(arg=None):
 
   # Several clips per video at different times, each with its own crop (CVRL's sampling).
   c.data.synthetic.video_length = 2 * c.data.num_frames * c.data.frame_stride
-  if arg.method in ("simclr", "moco_v3", "byol", "combined"):
+  if arg.method in ("simclr", "moco_v3", "byol", "vicreg", "combined"):
     c.data.clips_per_video = 2
     c.data.augment.random_crop_scale = (0.3, 1.0)
     c.data.augment.flip = True
@@ -58,6 +58,9 @@ def get_config(arg=None):
     m.hidden_dim, m.bottleneck_dim, m.num_prototypes = hidden, embed, 256
     m.num_global_views, m.num_local_views = 2, 2
     m.teacher_temp, m.warmup_teacher_temp, m.teacher_temp_warmup_steps = 0.07, 0.04, c.train.num_steps // 3
+    m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
+  elif arg.method == "vicreg":
+    m.expander_dim = hidden  # The paper's expander is 4x wider than ResNet-50's 2048-d output.
     m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
   elif arg.method == "pretext":
     m.speeds = (1, 2, 4)

@@ -58,7 +58,7 @@ for method in %(methods)r:
 print("RESULTS" + json.dumps(results))
 """
 
-METHODS = ("simclr", "moco_v3", "byol", "dino", "pretext", "combined")
+METHODS = ("simclr", "moco_v3", "byol", "dino", "vicreg", "pretext", "combined")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_loss_falls(results, method):
   history = results[method]["history"]
   # DINO's loss is H(teacher) + KL(teacher || student); centring raises the first, learning lowers the second.
   _falls([h["kl" if method == "dino" else "loss"] for h in history])
-  if method in ("simclr", "moco_v3", "byol", "dino"):
+  if method in ("simclr", "moco_v3", "byol", "dino", "vicreg"):
     assert history[-1]["collapsed"] == 0.0 and history[-1]["effective_rank"] > 2.0
   if method == "combined":
     _falls([h["simclr/loss"] for h in history])
