@@ -43,7 +43,6 @@ class Predictor:
   params: Any
   rest: Any
   fns: dict[str, PredictFn]
-  encoder_graphdef: Any
 
   def module(self) -> nnx.Module:
     return nnx.merge(self.graphdef, self.params, self.rest, copy=True)
@@ -79,7 +78,6 @@ class Trainer:
     self.inputs = self.method.inputs()
     abstract = nnx.eval_shape(lambda: self.method.build(nnx.Rngs(0)))
     self.graphdef, abs_params, abs_rest = nnx.split(abstract, nnx.Param, ...)
-    self.encoder_graphdef = nnx.split(abstract.encoder, nnx.Param, ...)[0]
     self.schedule = optim.make_schedule(config, num_steps, steps_per_epoch)
     self.tx = optim.make_optimizer(config, nnx.to_pure_dict(abs_params), self.schedule)
 
@@ -135,7 +133,7 @@ class Trainer:
 
   def predictor(self, state: TrainState) -> Predictor:
     """The model in `state` as evaluators see it."""
-    return Predictor(self.graphdef, state.params, state.rest, self.method.predict_fns(), self.encoder_graphdef)
+    return Predictor(self.graphdef, state.params, state.rest, self.method.predict_fns())
 
   def method_batch(self, batch: dict) -> dict:
     """A data batch as the method's loss takes it: its modalities, video normalised, one clip unless all_clips."""
