@@ -8,15 +8,20 @@ A tool reads:
   args, overrides = cli.parse(p, argv)
   return cli.run(lambda: work(cli.load_config(args.config, overrides), args.out))
 
-Tools import this module before TensorFlow or JAX (it sets TF_CPP_MIN_LOG_LEVEL)
-and nothing heavy at import, so `--help` stays fast.
+Tools import this module before TensorFlow or JAX: it sets TF_CPP_MIN_LOG_LEVEL and makes the
+process's first `import tensorflow` quiet (see _QuietTensorFlow), and imports nothing heavy itself,
+so `--help` stays fast.
 """
 
 import argparse
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import re
 import sys
+import tempfile
 from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
@@ -24,6 +29,60 @@ if TYPE_CHECKING:
 
 # Before TensorFlow is imported anywhere: its C++ start-up chatter is not for users.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def _stderr_held():
+  """Sends file descriptor 2 to a temporary file while the body runs: what was written there is dropped
+  if the body succeeds and replayed on stderr if it raises, so a failure still shows all it printed."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    failed = True
+    try:
+      yield
+      failed = False
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      if failed:
+        held.seek(0)
+        data = held.read()
+        while data:
+          data = data[os.write(2, data) :]
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+  """Runs the process's first `import tensorflow`, wherever it happens, under _stderr_held.
+
+  TensorFlow 2.21 logs through absl before absl::InitializeLog(), which ignores TF_CPP_MIN_LOG_LEVEL
+  (abseil-cpp PR #1957): a banner and the oneDNN notice when tensorflow.python.platform loads
+  libtensorflow_framework, then the same two lines again when the profiler plugin loads
+  (tensorflow/python/profiler/internal/_pywrap_profiler_plugin.so carries its own copy of that code, not
+  the shared library). Both happen inside `import tensorflow`, and only there, so holding stderr for that
+  one import quiets them without hiding anything written later.
+  """
+
+  def find_spec(self, name, path, target=None):
+    if name != "tensorflow":
+      return None
+    sys.meta_path.remove(self)  # Once: later imports find the module in sys.modules anyway.
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.loader is not None:
+      exec_module = spec.loader.exec_module
+
+      def quiet_exec_module(module):
+        with _stderr_held():
+          exec_module(module)
+
+      spec.loader.exec_module = quiet_exec_module
+    return spec
+
+
+if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+  sys.meta_path.insert(0, _QuietTensorFlow())
 
 CONFIG_PREFIX = "--config."
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from ml_collections import ConfigDict
 
 from jvssl import registry
+from jvssl.data import augment
 from jvssl.errors import ConfigError
 
 
@@ -43,7 +44,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
     elif isinstance(defaults.get(word), bool):
       out[word] = True
     elif first is not None and not isinstance(defaults[first], bool):
-      out[first] = word
+      out[first] = _convert(word, defaults[first], first)
     else:
       raise ConfigError(f"unknown config argument '{word}'; known: {', '.join(defaults)}")
   return out
@@ -67,7 +68,7 @@ def data_defaults() -> ConfigDict:
   data.std = (0.229, 0.224, 0.225)
   data.num_parallel_calls = -1  # -1: tf.data AUTOTUNE.
   data.prefetch_batches = 2
-  data.augment = ConfigDict({"random_crop_scale": (1.0, 1.0), "flip": False})
+  data.augment = augment.default_config()
   # Clip sampling (jvssl/data/sampling.py): "random" windows of num_frames with frame_stride, or
   # "segment" (TSN: one frame from each of num_frames equal segments).
   data.sampling = "random"
@@ -123,6 +124,9 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   c.schedule.warmup_epochs = 0.0  # Used when warmup_steps == 0.
   c.schedule.warmup_init_lr = 0.0
   c.schedule.min_lr = 0.0
+  # True: warmup_init_lr and min_lr are also multiplied by batch_size / lr_base_batch_size, as the peak lr
+  # is (VideoMAE, BEiT and SlowFast scale all three); False: they are absolute (MAE, DINO).
+  c.schedule.scale_with_batch = False
 
   c.train = ConfigDict()
   c.train.num_steps = 0  # 0: derived from num_epochs and the data set size.
@@ -131,7 +135,8 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   c.train.param_dtype = "float32"
   c.train.log_every_steps = 50
   c.train.checkpoint_every_steps = 1000
-  c.train.keep_checkpoints = 3
+  c.train.keep_checkpoints = 3  # The newest N checkpoints are kept...
+  c.train.keep_every_steps = 0  # ...and, if > 0, for good every one at a multiple of this (saved there too).
   c.train.async_checkpointing = True
   # > 1: each step sums gradients over this many micro-batches of data.batch_size / grad_accum_steps
   # clips (lax.scan), the same update as one big batch in less activation memory.
@@ -141,7 +146,9 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   # Peak dense TFLOP/s of one device for MFU; 0 = from jvssl.flops.PEAK_TFLOPS by device kind.
   c.train.peak_tflops = 0.0
 
-  c.mesh = ConfigDict({"data": -1, "fsdp": 1, "model": 1})
+  # data/fsdp/model: the mesh within one slice (ICI; one may be -1 for the rest of the slice). dcn_*: how many
+  # slices each axis spans (data-centre network; their product is the number of slices). Axis size = ici x dcn.
+  c.mesh = ConfigDict({"data": -1, "fsdp": 1, "model": 1, "dcn_data": 1, "dcn_fsdp": 1, "dcn_model": 1})
   c.sharding = ConfigDict()
   c.sharding.mode = "dp"  # A rule set of jvssl.sharding.RULE_SETS: dp, fsdp, tp, fsdp_tp.
   c.sharding.rules = ()  # Extra (logical axis, mesh axes) pairs that replace or add to the mode's.
@@ -151,6 +158,16 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   c.eval.batch_size = 64
   # Also evaluate the encoder's random initialisation and print both side by side.
   c.eval.compare_random_init = False
+
+  # Where a new run starts (jvssl/initialize.py); ignored once its workdir has a checkpoint of its own.
+  c.init = ConfigDict()
+  # A jvssl workdir, its checkpoints/ or checkpoints/<step> folder, or jvssl.tools.import_weights' --out;
+  # "": random initialisation.
+  c.init.checkpoint = ""
+  c.init.step = -1  # -1: the latest checkpoint there (or the step the path names).
+  # "encoder": the backbone only; "all": every model variable the checkpoint has (heads, decoder, statistics).
+  # Either way the optimizer, the step and the random key start afresh.
+  c.init.what = "encoder"
   return c
 
 
@@ -171,6 +188,11 @@ def load(spec: str, overrides: Iterable[str] = ()) -> ConfigDict:
     config = module.get_config(arg or None)
   except AttributeError as e:
     raise ConfigError(f"{path}: {_attribute_error_text(e)}") from None
+  except (ConfigError, ValueError, KeyError) as e:
+    # Recipes reject an unknown variant with ValueError (or fail to look it up: KeyError), as big_vision's
+    # do; either way it is the argument the user gave, so one line naming recipe and argument, no traceback.
+    text = f"KeyError {e}" if isinstance(e, KeyError) else str(e)
+    raise ConfigError(f"{path}:{arg}: {text}") from None
   for item in overrides:
     apply_override(config, item)
   validate(config)

@@ -4,7 +4,7 @@
 is found:
   explicit flags  --coordinator_address=HOST:PORT --num_processes=N --process_id=I
   SLURM           jax.distributed.initialize() reads SLURM_* (srun, one task per GPU or per node)
-  Cloud TPU pods  jax.distributed.initialize() asks the TPU VM's metadata server
+  Cloud TPU pods  jax.distributed.initialize() asks the TPU VM's metadata server (multi-slice: the MEGASCALE_* values)
   otherwise       a single process: nothing to join
 """
 
@@ -39,6 +39,9 @@ def detect(cluster: Cluster, environ=os.environ) -> str:
     return "auto"
   # Set on every worker of a multi-host Cloud TPU slice (a single-host VM lists one worker).
   if len([h for h in environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1:
+    return "auto"
+  # Multi-slice TPU (launch/tpu_pod.sh --slices=N exports it): slices of one host each list one worker above.
+  if int(environ.get("MEGASCALE_NUM_SLICES", "1")) > 1:
     return "auto"
   return "single"
 

@@ -33,10 +33,12 @@ def parse_args(argv: list[str]):
 def make_writer(workdir: str):
   import jax
   from clu import metric_writers
+  from etils import epath
 
   if jax.process_index() != 0:
     return None
-  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard")))
+  # clu writes through tf.io.gfile, which takes gs:// paths as well as local ones.
+  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(epath.Path(workdir) / "tensorboard")))
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -57,13 +59,15 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   from jvssl import checkpointing, sharding, trainer as trainer_lib
   from jvssl.errors import UserError
 
-  ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints, async_save=False)
-  latest = ckpt.latest_step()
-  if latest is None:
+  ckpt = checkpointing.Checkpointer(
+    workdir, keep=config.train.keep_checkpoints, keep_every=config.train.keep_every_steps, async_save=False
+  )
+  if ckpt.latest_step() is None:
     raise UserError(f"no checkpoint in {ckpt.directory} to evaluate")
   run = trainer_lib.run_length(config)
   trainer = trainer_lib.Trainer(config, sharding.make_mesh(config.mesh), run.num_steps, run.steps_per_epoch)
-  state, _ = ckpt.restore(latest, trainer.abstract_state())
+  # The newest good checkpoint: a damaged newer one is moved aside and reported, as when training resumes.
+  _, state, _ = ckpt.restore_latest(trainer.abstract_state())
   ckpt.close()
   return evaluate_model(config, trainer, state, workdir, writer=None)
 

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from jvssl import checkpointing, flops, sharding
+from jvssl import checkpointing, flops, initialize, sharding
 from jvssl.config import to_json
 from jvssl.data import pipeline
 from jvssl.errors import NonFiniteLossError
@@ -71,7 +70,9 @@ def train(
 ) -> TrainResult:
   """Trains `config` to the end, resuming from workdir's latest checkpoint if there is one.
 
-  workdir None trains in memory only (no checkpoints, no files). `init_encoder`
+  workdir: a local path or a URL such as gs://bucket/run; None trains in memory only (no
+  checkpoints, no files). A damaged newest checkpoint is moved aside and the run resumes from
+  the newest good one (`checkpointing.Checkpointer.restore_latest`). `init_encoder`
   ((params, rest) of an encoder) replaces the initial encoder weights. `on_eval` is called
   with the names of config.evals due every `every_steps` (not at the end: the caller
   evaluates the result).
@@ -85,17 +86,21 @@ def train(
   if workdir is not None:
     checkpointing.check_writable(workdir)
     ckpt = checkpointing.Checkpointer(
-      workdir, keep=config.train.keep_checkpoints, async_save=config.train.async_checkpointing
+      workdir,
+      keep=config.train.keep_checkpoints,
+      keep_every=config.train.keep_every_steps,
+      async_save=config.train.async_checkpointing,
     )
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(to_json(config))
-    latest = ckpt.latest_step()
-    if latest is not None:
-      state, _ = ckpt.restore(latest, trainer.abstract_state())
-      log.info("resumed from %s/%d", ckpt.directory, latest)
+      (checkpointing.as_path(workdir) / "config.json").write_text(to_json(config))
+    restored = ckpt.restore_latest(trainer.abstract_state())
+    if restored is not None:
+      resumed, state, _ = restored
+      log.info("resumed from %s/%d", ckpt.directory, resumed)
   if state is None:
-    state = trainer.init(config.seed)
+    state, init_report = initialize.initial_state(config, trainer)
+    for line in init_report:
+      log.info("init: %s", line)
     if init_encoder is not None:
       state = load_encoder_into(state, trainer, *init_encoder)
   start = int(state.step)
@@ -116,11 +121,17 @@ def train(
     bad = int(state.nonfinite_step)
     if bad >= 0:
       kept = ckpt.latest_step() if ckpt else None
+      # nonfinite_step is the step's index (0 for the first); "step N" is after N steps everywhere else.
       raise NonFiniteLossError(
-        f"loss or gradient became non-finite at step {bad}; stopped before saving"
+        f"loss or gradient became non-finite at step {bad + 1} (step N is the N-th optimizer step, as in the log"
+        " and checkpoint names); stopped before saving"
         + (f" (last good checkpoint: step {kept})" if kept is not None else "")
         + ". Lower optimizer.lr, raise schedule warm-up or set optimizer.grad_clip_norm."
       )
+
+  def checkpoint_due(done: int) -> bool:
+    keep_every = config.train.keep_every_steps
+    return done % config.train.checkpoint_every_steps == 0 or (keep_every > 0 and done % keep_every == 0)
 
   try:
     with _Preemption(enabled=ckpt is not None) as preemption:
@@ -137,7 +148,7 @@ def train(
           # Input that could not be used is counted, never silent (jvssl/data/bad_input.py).
           summary.update({f"skipped/{reason}": float(n) for reason, n in pipeline.skip_counts().items()})
           if workdir is not None and pipeline.skip_counts():
-            pipeline.write_bad_files(os.path.join(workdir, f"bad_files.{jax.process_index()}.tsv"))
+            pipeline.write_bad_files(checkpointing.as_path(workdir) / f"bad_files.{jax.process_index()}.tsv")
           if writer is not None:
             writer.write_scalars(done, {f"train/{k}": v for k, v in summary.items()})
           speed = progress.measure(done, trainer.step_flops)
@@ -145,7 +156,7 @@ def train(
             writer.write_scalars(done, {f"speed/{k}": v for k, v in speed.items()})
           if not quiet:
             log.info("%s", progress.line(done, summary, speed))
-        if ckpt is not None and (done % config.train.checkpoint_every_steps == 0 or stopping):
+        if ckpt is not None and (checkpoint_due(done) or stopping):
           check_finite()
           ckpt.save(done, state, {"step": done, "config": json.loads(to_json(config))})
         due = [name for name, e in config.evals.items() if e.every_steps and done % e.every_steps == 0 and not last]

@@ -1,7 +1,7 @@
-"""The shared command line: config overrides, default workdirs, and user errors as one line with status 2."""
+"""The shared command line: config overrides, default workdirs, user errors as one line with status 2, and a
+quiet start-up."""
 
 import os
-import re
 import subprocess
 import sys
 
@@ -12,9 +12,22 @@ from jvssl.errors import ConfigError
 
 from conftest import REPO
 
-# TensorFlow 2.21 logs through absl before absl::InitializeLog(), which ignores TF_CPP_MIN_LOG_LEVEL
-# (abseil-cpp PR #1957): a banner line and glog-style "I0000 00:00:..." lines on stderr at import.
-TF_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:\d\d")
+
+def run_command(module: str, *argv: str, **env: str) -> subprocess.CompletedProcess:
+  """`python -m module argv...` from the repository, in the environment of a user's shell."""
+  environ = dict(os.environ, JAX_PLATFORMS="cpu", **env)
+  environ.pop("TF_CPP_MIN_LOG_LEVEL", None)  # Set for the tests by conftest, not by users.
+  return subprocess.run(
+    [sys.executable, "-m", module, *argv], cwd=REPO, env=environ, capture_output=True, text=True, timeout=300
+  )
+
+
+def only_error_line(proc: subprocess.CompletedProcess) -> str:
+  """The one line a failed command printed on stderr; fails the test unless that is all it printed."""
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("jvssl: error: "), proc.stderr[-3000:]
+  return lines[0]
 
 
 def _parser():
@@ -86,23 +99,73 @@ def test_load_config_applies_overrides():
 
 
 def test_import_weights_reports_a_missing_source_as_one_line(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "jvssl.tools.import_weights",
-      "--from=videomae",
-      "--src=/nonexistent.pth",
-      "--config=configs/videomae_synthetic.py:runlocal",
-      f"--out={tmp_path / 'run'}",
-    ],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
+  proc = run_command(
+    "jvssl.tools.import_weights",
+    "--from=videomae",
+    "--src=/nonexistent.pth",
+    "--config=configs/videomae_synthetic.py:runlocal",
+    f"--out={tmp_path / 'run'}",
   )
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  ours = [line for line in proc.stderr.splitlines() if not TF_CHATTER.match(line)]
-  assert len(ours) == 1 and ours[0].startswith("jvssl: error:") and "/nonexistent.pth" in ours[0], proc.stderr
+  assert "/nonexistent.pth" in only_error_line(proc)
+
+
+RUNLOCAL = "--config=configs/videomae_synthetic.py:runlocal"
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--config=configs/videomae_k400.py:vit_q"], "configs/videomae_k400.py:vit_q: unknown variant 'vit_q'"),
+    ([RUNLOCAL, "--config.train.bogus=1"], "unknown config key 'train.bogus'"),
+    ([RUNLOCAL, "--config.method.mask_type=blocks"], "method.mask_type must be one of"),
+    (
+      [RUNLOCAL, "--config.data.source=video_folder", "--config.data.video_folder.train_list=/nonexistent/train.txt"],
+      "annotation list not found: /nonexistent/train.txt",
+    ),
+  ],
+  ids=["variant", "key", "method_field", "missing_list"],
+)
+def test_a_bad_config_is_one_line_on_stderr(tmp_path, argv, message):
+  proc = run_command("jvssl.main", *argv, f"--workdir={tmp_path / 'run'}")
+  assert message in only_error_line(proc)
+
+
+def test_unreadable_videos_are_one_line_on_stderr(tmp_path):
+  # The README's "Bad input" error: no video of the list can be read, so every stand-in fails too.
+  (tmp_path / "train.txt").write_text("gone.mp4 0\nempty.mp4 1\n")
+  (tmp_path / "empty.mp4").write_bytes(b"")
+  proc = run_command(
+    "jvssl.main",
+    RUNLOCAL,
+    "--config.data.source=video_folder",
+    f"--config.data.video_folder.root={tmp_path}",
+    f"--config.data.video_folder.train_list={tmp_path / 'train.txt'}",
+    f"--workdir={tmp_path / 'run'}",
+  )
+  assert "could not be read" in only_error_line(proc)
+
+
+def test_make_tfrecords_reports_a_missing_list_as_one_line(tmp_path):
+  proc = run_command(
+    "jvssl.tools.make_tfrecords",
+    f"--videos={tmp_path}",
+    "--list=/nonexistent/train.txt",
+    f"--out={tmp_path}",
+    "--shards=1",
+  )
+  assert "annotation list not found" in only_error_line(proc)
+
+
+def test_tensorflow_import_is_quiet_unless_it_fails(tmp_path):
+  # A stand-in TensorFlow that writes to file descriptor 2 at import, as TensorFlow's C++ start-up does.
+  (tmp_path / "tensorflow").mkdir()
+  init = tmp_path / "tensorflow" / "__init__.py"
+  init.write_text("import os\nos.write(2, b'start-up chatter\\n')\n")
+  code = "import sys\nimport jvssl.cli\nimport tensorflow\nprint('after the import', file=sys.stderr)\n"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]))
+  quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+  assert quiet.returncode == 0 and quiet.stderr == "after the import\n"
+  init.write_text(init.read_text() + "raise ImportError('libtensorflow_framework.so.2: cannot open')\n")
+  failed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+  assert failed.returncode == 1 and failed.stderr.startswith("start-up chatter\n")
+  assert "ImportError: libtensorflow_framework.so.2: cannot open" in failed.stderr

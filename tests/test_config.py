@@ -9,7 +9,6 @@ from jvssl.errors import ConfigError
 from conftest import REPO
 
 SYNTHETIC = os.path.join(REPO, "configs", "videomae_synthetic.py")
-K400 = os.path.join(REPO, "configs", "videomae_k400.py")
 
 
 def test_overrides_are_typed():
@@ -57,27 +56,6 @@ def test_validate_catches_keys_added_to_an_unlocked_config():
 def test_float16_is_refused():
   with pytest.raises(ConfigError, match="float16"):
     config_lib.load(SYNTHETIC, ["train.compute_dtype=float16"])
-
-
-def test_k400_recipe_is_the_published_one():
-  c = config_lib.load(K400 + ":vit_b")
-  assert (c.model.variant, c.model.patch_size, c.data.num_frames, c.data.image_size) == ("B", (2, 16, 16), 16, 224)
-  assert (c.method.mask_ratio, c.method.mask_type, c.method.decoder_depth, c.method.decoder_width) == (
-    0.9,
-    "tube",
-    4,
-    384,
-  )
-  assert c.method.norm_pix_loss
-  assert (c.optimizer.lr, c.optimizer.lr_base_batch_size, c.optimizer.b1, c.optimizer.b2, c.optimizer.weight_decay) == (
-    1.5e-4,
-    256,
-    0.9,
-    0.95,
-    0.05,
-  )
-  assert c.data.batch_size == 1024 and c.schedule.warmup_epochs == 40 and c.train.num_epochs == 800
-  assert config_lib.load(K400 + ":vit_l").method.decoder_width == 512
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))))

@@ -100,8 +100,66 @@ def test_tpu_pod_dry_run():
   assert "python3\\ -m\\ jvssl.main\\ --config=configs/videomae_k400.py:vit_b\\ --workdir=/mnt/shared/v" in train
 
 
-def test_usage_errors():
-  proc = subprocess.run(
-    ["bash", "launch/tpu_pod.sh", "--name=pod"], cwd=REPO, capture_output=True, text=True, timeout=30
+def test_slurm_dry_run_nodes_as_slices():
+  """--slices=N adds the DCN split to the jvssl arguments, unless they give one."""
+  env = {"SLURM_JOB_NUM_NODES": "4", "SLURM_NTASKS_PER_NODE": "8"}
+  lines = _dry_run("launch/slurm_gpu.sbatch", "--slices=2", "--config=c.py", "--workdir=/w", env=env)
+  assert lines[-1].split()[-3:] == ["--config=c.py", "--workdir=/w", "--config.mesh.dcn_data=2"]
+  lines = _dry_run("launch/slurm_gpu.sbatch", "--slices=4", "--config=c.py", "--config.mesh.dcn_fsdp=4", env=env)
+  assert lines[-1].split()[-2:] == ["--config=c.py", "--config.mesh.dcn_fsdp=4"]
+
+
+def test_tpu_pod_multislice_dry_run():
+  lines = _dry_run(
+    "launch/tpu_pod.sh",
+    "--name=pod",
+    "--zone=us-east5-a",
+    "--type=v5p-32",
+    "--slices=2",
+    "--spot",
+    "--",
+    "--config=configs/videomae_k400.py:vit_b",
+    "--workdir=/mnt/shared/v",
   )
-  assert proc.returncode == 2 and "usage" in proc.stderr
+  create, tar, scp, install, train = lines
+  assert create.split() == [
+    "gcloud",
+    "compute",
+    "tpus",
+    "queued-resources",
+    "create",
+    "pod",
+    "--zone=us-east5-a",
+    "--accelerator-type=v5p-32",
+    "--runtime-version=tpu-ubuntu2204-base",
+    "--node-count=2",
+    "--node-prefix=pod",
+    "--spot",
+  ]
+  assert tar.startswith("tar -czf /tmp/jvssl.tar.gz")
+  assert scp.startswith("gcloud compute tpus queued-resources scp /tmp/jvssl.tar.gz pod:jvssl.tar.gz")
+  for line in (scp, install, train):
+    assert "--node=all --worker=all" in line, line
+  assert train.startswith("gcloud compute tpus queued-resources ssh pod --zone=us-east5-a --node=all --worker=all")
+  assert (
+    "MEGASCALE_NUM_SLICES=2\\ python3\\ -m\\ jvssl.main\\ --config=configs/videomae_k400.py:vit_b\\ "
+    "--workdir=/mnt/shared/v\\ --config.mesh.dcn_data=2" in train
+  )
+  own_split = _dry_run(
+    "launch/tpu_pod.sh", "--name=pod", "--zone=z", "--type=v5p-32", "--slices=2", "--", "--config.mesh.dcn_fsdp=2"
+  )
+  assert "jvssl.main\\ --config.mesh.dcn_fsdp=2" in own_split[-1] and "dcn_data" not in own_split[-1]
+
+
+@pytest.mark.parametrize(
+  "script, args, message",
+  [
+    ("launch/tpu_pod.sh", ["--name=pod"], "usage"),
+    ("launch/tpu_pod.sh", ["--name=p", "--zone=z", "--type=t", "--slices=0", "--", "x"], "--slices must be"),
+    ("launch/slurm_gpu.sbatch", ["--slices=3", "--config=c.py"], "divides the job's 2 nodes"),
+  ],
+)
+def test_usage_errors(script, args, message):
+  environ = {k: v for k, v in os.environ.items() if not k.startswith(SLURM_ENV_PREFIX)}
+  proc = subprocess.run(["bash", script, *args], cwd=REPO, capture_output=True, text=True, timeout=30, env=environ)
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -69,8 +69,8 @@ def test_nonfinite_loss_stops_before_saving(tiny_config, tmp_path):
   c.train.num_steps, c.train.checkpoint_every_steps, c.train.log_every_steps = 4, 1, 1
   with pytest.raises(
     NonFiniteLossError,
-    match=r"non-finite at step 1; stopped before saving \(last good "
-    r"checkpoint: step 1\)",
+    match=r"non-finite at step 2 \(step N is the N-th optimizer step, as in the log and checkpoint names\); "
+    r"stopped before saving \(last good checkpoint: step 1\)",
   ):
     train.train(c, str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]

@@ -9,6 +9,8 @@ import collections
 import logging
 import threading
 
+from etils import epath
+
 log = logging.getLogger("jvssl")
 
 _lock = threading.Lock()
@@ -43,12 +45,11 @@ def repair_counts() -> dict[str, int]:
     return dict(_repairs)
 
 
-def write_bad_files(path: str) -> None:
-  """Writes one `file<TAB>reason` line per bad file seen by this process."""
+def write_bad_files(path) -> None:
+  """Writes one `file<TAB>reason` line per bad file seen by this process to `path` (local or gs://)."""
   with _lock:
     items = sorted(_bad_files.items())
-  with open(path, "w") as f:
-    f.writelines(f"{name}\t{reason}\n" for name, reason in items)
+  epath.Path(path).write_text("".join(f"{name}\t{reason}\n" for name, reason in items))
 
 
 def reset() -> None:

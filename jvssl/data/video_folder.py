@@ -7,7 +7,9 @@ List formats (one video per line, paths relative to `video_folder.root`):
 
 A file that cannot give a clip is skipped and replaced by another video of the
 list chosen from the example's seed (so the order stays deterministic); every
-skip is counted by reason in `jvssl.data.bad_input`.
+skip is counted by reason in `jvssl.data.bad_input`. A truncated file is not
+skipped: clips are sampled within the frames it holds (counted as a `truncated`
+repair), which are the frames `make_tfrecords` writes for it.
 """
 
 import csv
@@ -136,10 +138,9 @@ class VideoFolderSource:
     container, stream = video_decode.open_video(entry.path, self.cfg.decode_timeout_s)
     try:
       meta = video_decode.info(container, stream)
-      length = meta.num_frames - int(round(entry.start * meta.fps))
-      if entry.end > entry.start:
-        window = int(round((entry.end - entry.start) * meta.fps))
-        length = min(length, window) if meta.num_frames else window
+      # A truncated file is the frames it holds, as the converters write it: clips are sampled within them.
+      count = video_decode.frame_count(container, stream, meta, deadline)
+      length = video_decode.window_length(count, meta.fps, entry.start, entry.end)
       if length <= 0:
         raise video_decode.BadVideo("no_frames", "the header gives no frames")
       indices = sampling.clip_indices(length, self.data, rng)
@@ -148,6 +149,8 @@ class VideoFolderSource:
       )
     finally:
       container.close()
+    if count < meta.num_frames:
+      bad_input.record_repair("truncated")
     if padded or length < sampling.span(self.data.num_frames, self.data.frame_stride):
       bad_input.record_repair("short")
     return frames.reshape(indices.shape + frames.shape[1:])

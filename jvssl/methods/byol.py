@@ -6,6 +6,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import registry
+from jvssl.errors import ConfigError
 from jvssl.methods import losses, momentum
 
 
@@ -17,7 +18,7 @@ class BYOL(momentum.MomentumMethod):
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     if self.config.method.num_views < 2:
-      raise ValueError(f"BYOL needs method.num_views >= 2 clips per video, got {self.config.method.num_views}")
+      raise ConfigError(f"BYOL needs method.num_views >= 2 clips per video, got {self.config.method.num_views}")
     return momentum.StudentTeacher(self.config, last_batch_norm=False, rngs=rngs)
 
   def loss(self, model, batch, rng, step):

@@ -12,6 +12,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import registry
+from jvssl.errors import ConfigError
 from jvssl.methods import views
 from jvssl.methods.base import Inputs, Method
 
@@ -51,11 +52,11 @@ class Combined(Method):
     super().__init__(config, run)
     m = config.method
     if len(m.methods) != len(m.weights) or not m.methods:
-      raise ValueError(f"method.methods {list(m.methods)} and method.weights {list(m.weights)} must match")
+      raise ConfigError(f"method.methods {list(m.methods)} and method.weights {list(m.weights)} must match")
     for name in m.methods:
       if name in _NOT_COMBINABLE or name not in m:
-        known = sorted(k for k in m if k not in ("methods", "weights"))
-        raise ValueError(f"method '{name}' cannot be combined; one of {known}")
+        known = sorted(k for k in m if k not in ("methods", "weights", "name"))
+        raise ConfigError(f"method '{name}' cannot be combined; one of {known}")
     self.parts = {name: registry.METHODS.get(name)(part_config(config, name), run) for name in m.methods}
 
   def inputs(self) -> Inputs:

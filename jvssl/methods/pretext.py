@@ -9,6 +9,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import models, registry
+from jvssl.errors import ConfigError
 from jvssl.methods import views
 from jvssl.methods.base import Method
 from jvssl.models import layers
@@ -27,9 +28,9 @@ def task_table(method) -> dict:
   }
   unknown = [t for t in method.tasks if t not in table]
   if unknown or not method.tasks:
-    raise ValueError(f"method.tasks must be a non-empty list of {list(table)}, got {list(method.tasks)}")
+    raise ConfigError(f"method.tasks must be a non-empty list of {list(table)}, got {list(method.tasks)}")
   if len(method.task_weights) != len(method.tasks):
-    raise ValueError(f"method.task_weights has {len(method.task_weights)} entries for {len(method.tasks)} tasks")
+    raise ConfigError(f"method.task_weights has {len(method.task_weights)} entries for {len(method.tasks)} tasks")
   return {t: table[t] for t in method.tasks}
 
 

@@ -13,6 +13,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import models, registry
+from jvssl.errors import ConfigError
 from jvssl.methods.base import Method
 from jvssl.models import layers
 
@@ -24,9 +25,9 @@ class VideoMAEModel(nnx.Module):
     method = config.method
     self.encoder = models.build(config, rngs=rngs)
     if not hasattr(self.encoder, "embed") or not hasattr(self.encoder, "grid"):
-      raise ValueError(f"VideoMAE needs a token backbone with embed/encode (like 'vit'), not '{config.model.name}'")
+      raise ConfigError(f"VideoMAE needs a token backbone with embed/encode (like 'vit'), not '{config.model.name}'")
     if config.model.final_norm != "tokens":
-      raise ValueError("VideoMAE decodes normalised tokens: set model.final_norm='tokens'")
+      raise ConfigError("VideoMAE decodes normalised tokens: set model.final_norm='tokens'")
     dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     width = method.decoder_width
@@ -139,7 +140,7 @@ class VideoMAE(Method):
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     if self.config.method.mask_type not in MASKS:
-      raise ValueError(f"mask_type must be one of {list(MASKS)}, not {self.config.method.mask_type!r}")
+      raise ConfigError(f"method.mask_type must be one of {list(MASKS)}, not {self.config.method.mask_type!r}")
     return VideoMAEModel(self.config, rngs=rngs)
 
   def loss(self, model, batch, rng, step):

@@ -10,7 +10,9 @@ TFRecords with the same seed samples the same clips as one from the folder.
 Each shard is written to a temporary file and renamed when complete, so an
 interrupted conversion resumes by skipping finished shards. Videos that cannot
 be read are left out (the later records move up by one) and listed with their
-reasons in `{out}/{name}.bad_videos.tsv`.
+reasons in `{out}/{name}.bad_videos.tsv`; a truncated video is written with the
+frames it holds (what the video_folder source samples from) and listed there too,
+as "truncated: header 132 frames, decoded 47".
 """
 
 import argparse
@@ -20,7 +22,7 @@ import os
 import sys
 import time
 
-from jvssl import cli  # First: it sets TF_CPP_MIN_LOG_LEVEL before anything imports TensorFlow.
+from jvssl import cli  # First: it quiets TensorFlow's start-up before anything imports TensorFlow.
 
 # isort: split
 
@@ -65,31 +67,37 @@ def serialize(frames, label: int, video_id: str, quality: int) -> bytes:
   return ex.SerializeToString()
 
 
-def convert_shard(entries, path: str, args, on_video=None) -> list[tuple[str, str]]:
-  """Writes one shard (+ .index) atomically; returns the skipped (path, reason) pairs."""
-  bad, lengths = [], []
+# Kinds of note a shard's .index keeps about its videos, so a resumed conversion still reports them.
+SKIPPED, REPAIRED = "skipped", "repaired"
+
+
+def convert_shard(entries, path: str, args, on_video=None) -> list[tuple[str, str, str]]:
+  """Writes one shard (+ .index) atomically; returns its notes, (SKIPPED or REPAIRED, video path, reason)."""
+  notes, lengths = [], []
   tmp = f"{path}.tmp{os.getpid()}"
   with tf.io.TFRecordWriter(tmp) as writer:
     for entry in entries:
       try:
-        frames, _ = video_decode.read_all_frames(
-          entry.path, entry.start, entry.end, args.fps, args.short_side, args.timeout_s
-        )
-        data = serialize(frames, entry.label, os.path.relpath(entry.path, args.videos), args.quality)
+        video = video_decode.decode_all(entry.path, entry.start, entry.end, args.fps, args.short_side, args.timeout_s)
+        data = serialize(video.frames, entry.label, os.path.relpath(entry.path, args.videos), args.quality)
         writer.write(data)
         lengths.append(len(data))
+        if video.truncated:
+          notes.append((REPAIRED, entry.path, video.note()))
       except video_decode.BadVideo as e:
-        bad.append((entry.path, str(e)))
+        notes.append((SKIPPED, entry.path, str(e)))
       if on_video:
         on_video()
-  tfrecord.write_index(path, tfrecord.offsets_from_lengths(lengths), [f"skipped\t{p}\t{r}" for p, r in bad])
+  tfrecord.write_index(path, tfrecord.offsets_from_lengths(lengths), ["\t".join(note) for note in notes])
   tf.io.gfile.rename(tmp, path, overwrite=True)  # Last: a shard exists only once it and its index are complete.
-  return bad
+  return notes
 
 
-def skipped_in(path: str) -> list[tuple[str, str]]:
+def notes_in(path: str) -> list[tuple[str, str, str]]:
+  """The notes convert_shard wrote into shard `path`'s .index."""
   with tf.io.gfile.GFile(path + tfrecord.INDEX_SUFFIX) as f:
-    return [tuple(line.rstrip("\n").split("\t")[1:3]) for line in f if line.startswith("# skipped\t")]
+    lines = [line.rstrip("\n")[2:] for line in f if line.startswith((f"# {SKIPPED}\t", f"# {REPAIRED}\t"))]
+  return [tuple(line.split("\t", 2)) for line in lines]
 
 
 class Progress:
@@ -142,13 +150,16 @@ def convert(args) -> None:
     for i in todo:
       convert_shard(entries[bounds[i] : bounds[i + 1]], shard_path(args.out, name, i, n), args, progress.advance)
   sys.stderr.write("\n")
-  bad = [item for i in range(n) for item in skipped_in(shard_path(args.out, name, i, n))]
+  notes = [note for i in range(n) for note in notes_in(shard_path(args.out, name, i, n))]
   bad_list = os.path.join(args.out, f"{name}.bad_videos.tsv")
   with tf.io.gfile.GFile(bad_list, "w") as f:
-    f.write("".join(f"{p}\t{reason}\n" for p, reason in bad))
+    f.write("".join(f"{p}\t{reason}\n" for _, p, reason in notes))
+  skipped = sum(kind == SKIPPED for kind, _, _ in notes)
+  truncated = len(notes) - skipped
   print(
-    f"done: {len(entries) - len(bad)} videos written, {len(bad)} skipped (listed in {bad_list}); "
-    f"read them with --config.data.source=tfrecord "
+    f"done: {len(entries) - skipped} videos written"
+    + (f" ({truncated} of them truncated, kept as the frames they hold)" if truncated else "")
+    + f", {skipped} skipped (each listed with its reason in {bad_list}); read them with --config.data.source=tfrecord "
     f"--config.data.tfrecord.train_files='{os.path.join(args.out, f'{name}-*-of-{n:05d}')}'",
     file=sys.stderr,
   )

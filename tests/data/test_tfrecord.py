@@ -12,7 +12,7 @@ from jvssl.tools import make_tfrecords
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_video_folder import RUNLOCAL, frame_numbers  # noqa: E402
-from videos import write_video  # noqa: E402
+from videos import truncate_video, write_video  # noqa: E402
 
 LENGTHS = {"a.mp4": 14, "b.mp4": 20, "c.mp4": 9, "d.mp4": 17}
 
@@ -123,6 +123,25 @@ def test_converter_resumes_and_lists_bad_videos(converted, tmp_path):
   assert not [f for f in os.listdir(out) if ".tmp" in f]
   source = tfrecord.TFRecordSource(run_config(root, out, "tfrecord").data, "train")
   assert source.num_examples == 4  # The empty file was left out.
+
+
+def test_a_truncated_video_is_the_frames_it_holds_in_both_sources(tmp_path, capsys):
+  # An mp4 cut short, as a download stopped part-way: its headers promise 132 frames, its data holds 47.
+  truncate_video(write_video(tmp_path / "cut.mp4", num_frames=132, faststart=True), 47)
+  (tmp_path / "train.txt").write_text("cut.mp4 5\n")
+  out = tmp_path / "records"
+  argv = [f"--videos={tmp_path}", f"--list={tmp_path / 'train.txt'}", f"--out={out}", "--shards=1"]
+  assert make_tfrecords.main(argv) == 0
+  note = "truncated: header 132 frames, decoded 47"
+  assert (out / "train.bad_videos.tsv").read_text() == f"{tmp_path / 'cut.mp4'}\t{note}\n"
+  assert "1 videos written (1 of them truncated" in capsys.readouterr().err
+  records = tfrecord.RecordIndex(tfrecord.shard_files(f"{out}/train-*"))
+  assert len(tfrecord.sequence_example_frames(records.read(0))[0]) == 47
+  from_folder = batches(run_config(tmp_path, out, "video_folder"), 2)
+  from_records = batches(run_config(tmp_path, out, "tfrecord"), 2)
+  for f, r in zip(from_folder, from_records):
+    np.testing.assert_array_equal(frame_numbers(f["video"]), frame_numbers(r["video"]))
+  assert bad_input.skip_counts() == {} and bad_input.repair_counts()["truncated"] >= 2
 
 
 def test_resampling_and_short_side(converted, tmp_path):

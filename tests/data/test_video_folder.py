@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from jvssl import config as config_lib
-from jvssl.data import bad_input, pipeline, video_folder
+from jvssl.data import bad_input, pipeline, video_decode, video_folder
 from jvssl.errors import ConfigError, DataError
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import REPO  # noqa: E402
-from videos import frame_value, write_video  # noqa: E402
+from videos import frame_value, truncate_video, write_video  # noqa: E402
 
 RUNLOCAL = os.path.join(REPO, "configs", "videomae_synthetic.py:runlocal")
 
@@ -125,6 +125,22 @@ def test_short_video_is_padded_with_its_last_frame(tmp_path):
   np.testing.assert_array_equal(frame_numbers(batch["video"]), [[0, 2, 2, 2]] * 2)
   assert bad_input.repair_counts()["short"] >= 2  # tf.data may have read ahead.
   assert bad_input.skip_counts() == {}
+
+
+def test_truncated_video_is_sampled_within_the_frames_it_holds(tmp_path):
+  # The headers promise 132 frames, the data holds 12: every window lies in those 12, none is skipped.
+  truncate_video(write_video(tmp_path / "cut.mp4", num_frames=132, faststart=True), 12)
+  c = folder_config(str(tmp_path), "cut.mp4 0\n", "data.batch_size=8", "data.num_frames=4", "data.frame_stride=3")
+  frames = frame_numbers(first_batch(c)["video"])
+  assert (np.diff(frames) == 3).all() and frames.max() <= 11, frames
+  assert bad_input.skip_counts() == {} and bad_input.repair_counts()["truncated"] >= 8
+
+
+def test_a_file_cut_before_its_first_whole_frame_is_skipped(tmp_path):
+  path = truncate_video(write_video(tmp_path / "cut.mp4", num_frames=30, faststart=True), 0)
+  with pytest.raises(video_decode.BadVideo, match="header gives 30 frames, none is whole") as e:
+    video_decode.decode_all(path)
+  assert e.value.reason == "no_frames"
 
 
 @pytest.mark.parametrize(
