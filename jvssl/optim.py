@@ -9,26 +9,28 @@ import optax
 from jvssl.errors import ConfigError
 
 
-def peak_lr(config) -> float:
+def batch_scale(config) -> float:
+  """data.batch_size / optimizer.lr_base_batch_size (the linear scaling rule), or 1 if lr_base_batch_size is 0."""
   opt = config.optimizer
-  if opt.lr_base_batch_size > 0:
-    return opt.lr * config.data.batch_size / opt.lr_base_batch_size
-  return opt.lr
+  return config.data.batch_size / opt.lr_base_batch_size if opt.lr_base_batch_size > 0 else 1.0
+
+
+def peak_lr(config) -> float:
+  return config.optimizer.lr * batch_scale(config)
 
 
 def make_schedule(config, num_steps: int, steps_per_epoch: float) -> optax.Schedule:
   sched = config.schedule
   lr = peak_lr(config)
+  # VideoMAE's scripts scale min_lr with the batch like the peak: at batch 2048 its floor is 8e-5, not 1e-5.
+  ends = batch_scale(config) if sched.scale_with_batch else 1.0
+  init_lr, min_lr = sched.warmup_init_lr * ends, sched.min_lr * ends
   warmup = sched.warmup_steps or int(round(sched.warmup_epochs * steps_per_epoch))
   warmup = min(warmup, max(num_steps - 1, 0))
   if sched.name == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(
-      sched.warmup_init_lr, lr, warmup, max(num_steps, warmup + 1), sched.min_lr
-    )
+    return optax.warmup_cosine_decay_schedule(init_lr, lr, warmup, max(num_steps, warmup + 1), min_lr)
   if sched.name == "warmup_constant":
-    return optax.join_schedules(
-      [optax.linear_schedule(sched.warmup_init_lr, lr, warmup), optax.constant_schedule(lr)], [warmup]
-    )
+    return optax.join_schedules([optax.linear_schedule(init_lr, lr, warmup), optax.constant_schedule(lr)], [warmup])
   raise ConfigError(f"schedule.name must be 'warmup_cosine' or 'warmup_constant', not '{sched.name}'")
 
 

@@ -8,7 +8,8 @@ blur. Test-time views (N temporal clips x 3 spatial crops) are `test_views`.
 import tensorflow as tf
 from ml_collections import ConfigDict
 
-from jvssl.data import sampling
+from jvssl.data import clip_augment, sampling
+from jvssl.errors import ConfigError
 
 
 def default_config() -> ConfigDict:
@@ -16,6 +17,9 @@ def default_config() -> ConfigDict:
   return ConfigDict(
     {
       "random_crop_scale": (1.0, 1.0),  # Area fraction range of the random resized crop; (1, 1): centre crop.
+      # Instead of it, TSN's GroupMultiScaleCrop (VideoMAE pretraining: (1, .875, .75, .66)): crop sides are
+      # these fractions of the short side, height and width at most one step apart, at one of 13 fixed places.
+      "multi_scale_crop": (),
       "flip": False,  # Random horizontal flip (off for SSv2, whose labels say left and right).
       # Colour jitter strengths (SimCLR / CVRL style): brightness, contrast, saturation, hue; applied with
       # probability color_jitter_prob.
@@ -24,6 +28,7 @@ def default_config() -> ConfigDict:
       "grayscale_prob": 0.0,
       "blur_prob": 0.0,  # Gaussian blur with sigma drawn from blur_sigma (in pixels of the output size).
       "blur_sigma": (0.1, 2.0),
+      **clip_augment.default_config(),  # RandAugment, random erasing, repeats.
     }
   )
 
@@ -47,13 +52,17 @@ def train_augment(video, seed, data_config):
     return tf.stack([train_augment(c, seed + 7 * (i + 1), data_config) for i, c in enumerate(clips)])
   low, high = cfg.random_crop_scale
   flip = cfg.flip and tf.random.stateless_uniform([], seed + 3) < 0.5
-  if (low, high) != (1.0, 1.0):
+  if cfg.multi_scale_crop:
+    if (low, high) != (1.0, 1.0):
+      raise ConfigError("set data.augment.multi_scale_crop or data.augment.random_crop_scale, not both")
+    video = multi_scale_crop(video, seed, cfg.multi_scale_crop, size, flip)
+  elif (low, high) != (1.0, 1.0):
     video = random_resized_crop(video, seed, (low, high), size, flip)
   else:
     video = eval_transform(video, data_config)
     if cfg.flip:
       video = tf.cond(flip, lambda: tf.reverse(video, axis=[2]), lambda: video)
-  return photometric(video, seed + 10, cfg)
+  return clip_augment.apply(photometric(video, seed + 10, cfg), seed + 20, cfg, data_config)
 
 
 def photometric(video, seed, cfg):
@@ -159,7 +168,40 @@ def random_resized_crop(video, seed, scale, size: int, flip=False, ratio=(3 / 4,
   offset = tf.random.stateless_uniform([2], seed + 2)
   top = tf.cast(tf.round(offset[0] * (height - crop_h)), tf.int32)
   left = tf.cast(tf.round(offset[1] * (width - crop_w)), tf.int32)
-  crop = video[:, top : top + tf.cast(crop_h, tf.int32), left : left + tf.cast(crop_w, tf.int32)]
+  return _crop_resize(video, top, left, tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), size, flip)
+
+
+def multi_scale_crop(video, seed, scales, size: int, flip=False):
+  """TSN's GroupMultiScaleCrop(size, scales) as VideoMAE pretrains with it (max_distort 1, more_fix_crop).
+
+  uint8 [T, H, W, 3] -> uint8 [T, size, size, 3]. Crop sides are int(short side * scale), snapped to `size`
+  within 3 pixels; height and width take scales at most one index apart; the crop sits at one of 13 places
+  (corners, centre, edge centres, quarter points) on a grid of (frame - crop) // 4.
+  """
+  top, left, crop_h, crop_w = multi_scale_box(tf.shape(video)[1], tf.shape(video)[2], seed, scales, size)
+  return _crop_resize(video, top, left, crop_h, crop_w, size, flip)
+
+
+def multi_scale_box(height, width, seed, scales, size: int):
+  """multi_scale_crop's box in a height x width frame: int32 scalars (top, left, crop height, crop width)."""
+  # float64 as Python computes int(base_size * x), so the sides match the PyTorch crop to the pixel.
+  sides = tf.cast(tf.cast(tf.minimum(height, width), tf.float64) * tf.constant(scales, tf.float64), tf.int32)
+  sides = tf.where(tf.abs(sides - size) < 3, size, sides)
+  n = len(scales)
+  pairs = tf.constant([(i, j) for i in range(n) for j in range(n) if abs(i - j) <= 1], tf.int32)
+  pair = pairs[tf.random.stateless_uniform([], seed, 0, len(pairs), tf.int32)]
+  crop_h, crop_w = sides[pair[0]], sides[pair[1]]
+  # (height, width) steps of the offset grid, as in GroupMultiScaleCrop.fill_fix_offset.
+  places = tf.constant(
+    [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (2, 0), (2, 4), (4, 2), (0, 2), (1, 1), (1, 3), (3, 1), (3, 3)], tf.int32
+  )
+  place = places[tf.random.stateless_uniform([], seed + 1, 0, 13, tf.int32)]
+  return place[0] * ((height - crop_h) // 4), place[1] * ((width - crop_w) // 4), crop_h, crop_w
+
+
+def _crop_resize(video, top, left, crop_h, crop_w, size: int, flip):
+  """video[:, top:top + crop_h, left:left + crop_w] resized to size x size (uint8), mirrored if `flip`."""
+  crop = video[:, top : top + crop_h, left : left + crop_w]
   # Plain bilinear suffices for the usual mild downscaling; crops over twice the output size need antialiasing.
   frames = tf.cond(
     tf.minimum(crop_h, crop_w) > 2 * size,

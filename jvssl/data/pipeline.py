@@ -1,10 +1,11 @@
 """tf.data pipelines that put sharded global batches on the mesh.
 
 Order is a pure function of (seed, position): the example at global position g
-of training is example `perm_epoch(g % N)` of epoch `g // N`, with its random
-augmentation seeded by g. So a resumed run continues the exact order from the
-step it restarts at, without saving iterator state, and the data does not depend
-on the number of hosts or on tf.data's parallelism.
+of training is example `perm_epoch(v % N)` of epoch `v // N`, v = g // r, with its
+random augmentation seeded by g (r = data.augment.repeats, usually 1; r > 1 puts r
+differently augmented clips of one video in consecutive places). So a resumed run
+continues the exact order from the step it restarts at, without saving iterator
+state, and the data does not depend on the number of hosts or on tf.data's parallelism.
 """
 
 import collections
@@ -38,9 +39,10 @@ def local_batch_size(global_batch: int) -> int:
 
 
 def num_train_examples(data_config, split: str | None = None) -> int:
-  """Size of the training split, after data.train_subset."""
+  """Clips per epoch: the videos of the training split (after data.train_subset), each data.augment.repeats times."""
   n = make_source(data_config, split or data_config.train_split).num_examples
-  return min(n, data_config.train_subset) if data_config.train_subset else n
+  n = min(n, data_config.train_subset) if data_config.train_subset else n
+  return n * augment.options(data_config.augment).repeats
 
 
 def _example_seed(seed: int, position) -> tf.Tensor:
@@ -67,11 +69,16 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None, inpu
     data = data.copy_and_resolve_references()
     data.clips_per_video = 1  # The method reads one clip: decode no others.
   source = make_source(data, split or data.train_split)
-  num_examples = num_train_examples(data, split)
+  # Repeated augmentation: video v fills positions v * repeats ... v * repeats + repeats - 1, one clip per
+  # position, all cut from the same frames (VideoMAE's --num_sample); 1 leaves the order as it was.
+  repeats = augment.options(data.augment).repeats
+  num_examples = num_train_examples(data, split) // repeats
   if num_examples <= 0:
     raise ConfigError(f"data source '{data.source}' split '{split or data.train_split}' is empty")
   global_batch = data.batch_size
   local_batch = local_batch_size(global_batch)
+  if local_batch % repeats:
+    raise ConfigError(f"data.augment.repeats {repeats} does not divide the per-process batch {local_batch}")
   process = jax.process_index()
 
   def position(k):
@@ -80,22 +87,29 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None, inpu
     return step * global_batch + process * local_batch + slot
 
   def load(k):
-    g = position(k)
-    epoch, i = g // num_examples, g % num_examples
+    # k counts this process's videos; g is the global position of the first of video v's `repeats` clips.
+    g = position(k * repeats)
+    v = g // repeats
+    epoch, i = v // num_examples, v % num_examples
     index = _epoch_permutation(i, epoch, config.seed, num_examples) if data.shuffle else i
-    seed = _example_seed(config.seed, g)
-    example = source.load(index, seed)
-    example["video"] = augment.train_augment(example["video"], seed + 1, data)
+    example = source.load(index, _example_seed(config.seed, v))
+    video = example["video"]
+    clips = [augment.train_augment(video, _example_seed(config.seed, g + j) + 1, data) for j in range(repeats)]
+    example["video"] = tf.stack(clips) if repeats > 1 else clips[0]
     if inputs is not None:
       missing = [m for m in inputs.modalities if m not in example]
       if missing:
         raise ConfigError(f"data source '{data.source}' gives {sorted(example)}, not {missing}")
       example = {m: example[m] for m in inputs.modalities} | {"bad": example.get("bad", tf.constant(0, tf.int32))}
     example.setdefault("bad", tf.constant(0, tf.int32))
+    if repeats > 1:
+      example = {key: x if key == "video" else tf.stack([x] * repeats) for key, x in example.items()}
     return example
 
-  ds = tf.data.Dataset.range(start_step * local_batch, np.iinfo(np.int64).max)
+  ds = tf.data.Dataset.range(start_step * local_batch // repeats, np.iinfo(np.int64).max)
   ds = ds.map(load, num_parallel_calls=_parallel(data), deterministic=True)
+  if repeats > 1:
+    ds = ds.unbatch()
   ds = ds.batch(local_batch, drop_remainder=True)
   ds = ds.map(lambda batch: _check_bad_fraction(batch, data.max_bad_fraction))
   return ds.prefetch(data.prefetch_batches)

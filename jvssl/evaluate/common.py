@@ -9,7 +9,8 @@ reason. No evaluator imports the train loop: `jvssl.main` hands the loop an `Eva
 
 import json
 import logging
-import os
+
+from etils import epath
 
 from jvssl import registry
 from jvssl.evaluate import features
@@ -63,11 +64,10 @@ def _cell(metric: str, value) -> str:
   return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 
-def write_results(workdir: str, columns: dict[str, dict[str, float]]) -> str:
-  """Writes results.json and results.md to workdir; returns the table."""
+def write_results(workdir, columns: dict[str, dict[str, float]]) -> str:
+  """Writes results.json and results.md to workdir (local or gs://); returns the table."""
   table = comparison_table(columns)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(columns, f, indent=2)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
+  workdir = epath.Path(workdir)
+  (workdir / "results.json").write_text(json.dumps(columns, indent=2))
+  (workdir / "results.md").write_text(table + "\n")
   return table

@@ -1,7 +1,13 @@
-"""A method's named functions (`Method.predict_fns`) applied to whole splits, and the per-round cache of them."""
+"""A method's named functions (`Method.predict_fns`) applied to whole splits, and the per-round cache of them.
+
+A split's outputs stay where they were computed (`Features`: global arrays whose rows are
+sharded over the batch axis, each device keeping the rows it computed), so no host or
+device ever holds a whole split; evaluators that need one on the host call `to_host`.
+"""
 
 import logging
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,9 +21,53 @@ from jvssl.errors import ConfigError
 
 log = logging.getLogger("jvssl")
 
+READOUTS = ("mean", "time", "tokens")
+
 
 class Unavailable(Exception):
   """An evaluator cannot run on this model (the method has no function it needs); the message says why."""
+
+
+class TooLarge(ConfigError):
+  """A split's outputs would take more device memory than the caller allows; the message says how much."""
+
+
+@flax.struct.dataclass
+class Features:
+  """One function's outputs on every clip of a split, rows sharded over the batch axis of the mesh.
+
+  x: float32 [R, ...]; label: int32 [R]; mask: int32 [R], 1 for a real example, 0 for padding
+  (R is whole eval batches) and for videos that could not be read; index: int32 [R], the row's
+  position in the split. Rows are grouped by the device that computed them, not in split order.
+  """
+
+  x: jax.Array
+  label: jax.Array
+  mask: jax.Array
+  index: jax.Array
+  num_examples: int = flax.struct.field(pytree_node=False)  # Examples in the split (after `limit`).
+
+  def to_host(self) -> tuple[np.ndarray, np.ndarray]:
+    """(x [num_examples, ...], label [num_examples]) as numpy on every process, in split order."""
+    x, label, index = (multihost_utils.process_allgather(a, tiled=True) for a in (self.x, self.label, self.index))
+    order = np.argsort(index, kind="stable")[: self.num_examples]
+    return x[order], label[order]
+
+
+def from_host(x, label, mesh: jax.sharding.Mesh, rules, mask=None) -> Features:
+  """Features from numpy rows x [N, ...], label [N] that every process holds whole (tests, small tools).
+
+  Rows are padded (mask 0) to a multiple of the number of data-parallel devices.
+  """
+  n = len(x)
+  ways = sharding.data_parallel_size(mesh, rules)
+  pad = -n % ways
+  mask = np.ones(n, np.int32) if mask is None else np.asarray(mask, np.int32)
+  rows = {"x": np.asarray(x, np.float32), "label": np.asarray(label, np.int32), "mask": mask}
+  rows = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in rows.items()}
+  rows["index"] = np.arange(n + pad, dtype=np.int32)
+  put = lambda v: jax.device_put(v, sharding.batch_sharding(mesh, rules, v.ndim))
+  return Features(**{k: put(v) for k, v in rows.items()}, num_examples=n)
 
 
 def function_name(embedding: str, readout: str) -> str:
@@ -25,18 +75,21 @@ def function_name(embedding: str, readout: str) -> str:
 
   readout "mean": `embed_<embedding>`, one embedding per clip [B, D]. "time":
   `<embedding>_tokens` averaged over space but kept in time order, [B, T' * D], so a
-  linear readout can see motion.
+  linear readout can see motion. "tokens": `<embedding>_tokens` as a sequence [B, T' * S, D],
+  what an attentive probe pools.
   """
   if readout == "mean":
     return f"embed_{embedding}"
-  if readout == "time":
+  if readout in ("time", "tokens"):
     return f"{embedding}_tokens"
-  raise ConfigError(f"readout must be 'mean' or 'time', not '{readout}'")
+  raise ConfigError(f"readout must be one of {', '.join(READOUTS)}, not '{readout}'")
 
 
 def _readout(outputs: jax.Array, readout: str) -> jax.Array:
   if readout == "time":  # [B, T', S, D] -> [B, T' * D]
     return outputs.mean(axis=2).reshape(outputs.shape[0], -1)
+  if readout == "tokens":  # [B, T', S, D] -> [B, T' * S, D]
+    return outputs.reshape(outputs.shape[0], -1, outputs.shape[-1])
   return outputs
 
 
@@ -62,37 +115,99 @@ def jit_predict(predictor, name: str, data_config, readout: str = "mean"):
   return lambda batch: apply(predictor.params, predictor.rest, batch)
 
 
-def predict_split(config, mesh, fn, split: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """Applies fn(batch) -> [B, ...] to every clip of `split`; returns (outputs, labels) on host."""
+def _concat_rows(parts: list[jax.Array]) -> jax.Array:
+  """Global arrays [B, ...] sharded alike over their rows -> [len(parts) * B, ...] with the same sharding.
+
+  Nothing moves between devices: each device's block of the result is its blocks of the
+  parts, in order (so the result's rows are grouped by device, not by part).
+  """
+  first = parts[0]
+  local: dict = {}
+  for part in parts:
+    for shard in part.addressable_shards:
+      local.setdefault(shard.device, []).append(shard.data)
+  shape = (sum(p.shape[0] for p in parts),) + first.shape[1:]
+  arrays = [jnp.concatenate(blocks) for blocks in local.values()]
+  return jax.make_array_from_single_device_arrays(shape, first.sharding, arrays)
+
+
+def predict_split_sharded(config, mesh, fn, split: str, limit: int = 0, max_gb: float = 0.0) -> Features:
+  """Applies fn(batch) -> [B, ...] to every clip of `split` (the first `limit` if > 0); the outputs stay sharded.
+
+  max_gb > 0: raises TooLarge, after the first batch, if the outputs would take more than that on each device.
+  """
   config = eval_data_config(config)
   rules = sharding.rules_from_config(config)
-  ds, num_examples = pipeline.eval_dataset(config, split, config.eval.batch_size, limit=limit)
-  outputs, labels = [], []
+  batch_size = config.eval.batch_size
+  ds, num_examples = pipeline.eval_dataset(config, split, batch_size, limit=limit)
+  parts: dict[str, list] = {"x": [], "label": [], "mask": [], "index": []}
+  row_sharding = sharding.batch_sharding(mesh, rules)
   with sharding.use(mesh, rules):
-    for local in ds.as_numpy_iterator():
+    for k, local in enumerate(pipeline.numpy_batches(ds)):
       batch = pipeline.to_global(local, mesh, rules)
       out = fn(batch)
-      outputs.append(multihost_utils.process_allgather(out, tiled=True))
-      labels.append(multihost_utils.process_allgather(batch["label"], tiled=True))
-  return np.concatenate(outputs)[:num_examples], np.concatenate(labels)[:num_examples]
+      if k == 0 and max_gb > 0:
+        num_rows = -(-num_examples // batch_size) * batch_size
+        gb = num_rows * (out.nbytes / batch_size) / sharding.data_parallel_size(mesh, rules) / 1e9
+        if gb > max_gb:
+          raise TooLarge(f"the outputs of {num_examples} '{split}' clips take {gb:.3g} GB per device, over {max_gb}")
+      parts["x"].append(jax.device_put(out, sharding.batch_sharding(mesh, rules, out.ndim)))
+      parts["label"].append(batch["label"])
+      parts["mask"].append(batch["mask"])
+      offset = k * batch_size
+      rows = lambda idx, offset=offset: np.arange(offset, offset + batch_size, dtype=np.int32)[idx]
+      parts["index"].append(jax.make_array_from_callback((batch_size,), row_sharding, rows))
+  return Features(**{k: _concat_rows(v) for k, v in parts.items()}, num_examples=num_examples)
+
+
+def predict_split(config, mesh, fn, split: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Applies fn(batch) -> [B, ...] to every clip of `split`; returns (outputs, labels) on every host, in order."""
+  return predict_split_sharded(config, mesh, fn, split, limit).to_host()
+
+
+def holdout(features: Features, fraction: float, seed: int) -> jax.Array:
+  """bool [R], sharded as the rows: the rows of a random `fraction` of the split's examples.
+
+  Drawn over example positions, so the same examples are held out whatever the number of devices.
+  """
+  n = features.num_examples
+  held = np.zeros(n, bool)
+  held[np.random.default_rng(seed).permutation(n)[: int(n * fraction)]] = True
+  return jax.jit(lambda table, index: (index < n) & table[jnp.minimum(index, n - 1)])(held, features.index)
+
+
+def num_classes(*splits: Features) -> int:
+  """1 + the largest label among the real rows of the splits."""
+  return 1 + max(int(jnp.max(jnp.where(s.mask > 0, s.label, 0))) for s in splits)
 
 
 class FeatureCache:
-  """Computes each (split, function, readout, limit) once per evaluation round."""
+  """Computes each (split, function, readout, limit) once per evaluation round, and keeps it on the devices."""
 
   def __init__(self, config, predictor, mesh):
     self.config, self.predictor, self.mesh = config, predictor, mesh
     self._cache: dict = {}
     self._fns: dict = {}  # One jitted function per (name, readout): the splits share its compilation.
 
-  def get(self, split: str, embedding: str, readout: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(features [N, F], labels [N]) of `split` from the method's function for (embedding, readout)."""
+  def function(self, embedding: str, readout: str):
+    """The jitted fn(batch) -> [B, ...] of (embedding, readout) (`jit_predict`), one per round, so its uses share
+    a compilation; Unavailable if the method has none."""
+    name = function_name(embedding, readout)
+    if (name, readout) not in self._fns:
+      self._fns[name, readout] = jit_predict(self.predictor, name, self.config.data, readout)
+    return self._fns[name, readout]
+
+  def sharded(self, split: str, embedding: str, readout: str, limit: int = 0, max_gb: float = 0.0) -> Features:
+    """`Features` of `split` from the method's function for (embedding, readout), rows sharded over the devices;
+    TooLarge if they would take more than max_gb (> 0) per device."""
     name = function_name(embedding, readout)
     key = (split, name, readout, limit)
     if key not in self._cache:
-      if (name, readout) not in self._fns:
-        self._fns[name, readout] = jit_predict(self.predictor, name, self.config.data, readout)
-      fn = self._fns[name, readout]
-      self._cache[key] = predict_split(self.config, self.mesh, fn, split, limit)
-      log.info("features %s/%s: %s", split, name, self._cache[key][0].shape)
+      fn = self.function(embedding, readout)
+      self._cache[key] = predict_split_sharded(self.config, self.mesh, fn, split, limit, max_gb)
+      log.info("features %s/%s: %s", split, name, self._cache[key].x.shape)
     return self._cache[key]
+
+  def get(self, split: str, embedding: str, readout: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N, F], labels [N]) of `split` as numpy on every host: for evaluators that need the whole split."""
+    return self.sharded(split, embedding, readout, limit).to_host()

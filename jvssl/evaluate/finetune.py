@@ -32,6 +32,8 @@ def finetune_config(config, cfg) -> ConfigDict:
   ft.data.train_subset = cfg.num_train
   ft.data.batch_size = cfg.batch_size
   ft.data.clips_per_video = 1
+  # The evaluator's own crop, not the pretraining recipe's multi-scale crop (augment allows one of the two).
+  ft.data.augment.multi_scale_crop = ()
   ft.data.augment.random_crop_scale = cfg.random_crop_scale
   ft.optimizer.lr = cfg.lr
   ft.optimizer.weight_decay = cfg.weight_decay

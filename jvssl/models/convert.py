@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from jvssl.errors import CheckpointError, ConfigError
+from jvssl.models import layers
 
 FORMATS = ("videomae", "hf_videomae", "torchvision")
 
@@ -89,6 +90,7 @@ class Report:
   unused: list[str]  # Source keys nothing consumed.
   kept: list[str]  # Target arrays left at their initialisation.
   ignored: list[str]  # Source keys consumed on purpose without a target (e.g. BatchNorm step counters).
+  adapted: list[str] = dataclasses.field(default_factory=list)  # Tables resized to this config's input size.
 
   def lines(self) -> list[str]:
     out = []
@@ -96,6 +98,7 @@ class Report:
       ("source keys not used", self.unused),
       ("kept at initialisation", self.kept),
       ("ignored on purpose", self.ignored),
+      ("adapted to this input size", self.adapted),
     ):
       if keys:
         out.append(f"{title} ({len(keys)}): {', '.join(keys)}")
@@ -111,6 +114,7 @@ class Mapper:
     self.trees = {"params": params, "rest": rest}
     self.used: set[str] = set()
     self.ignored: list[str] = []
+    self.adapted: list[str] = []
     self.filled: set[str] = set()
 
   def has(self, key: str) -> bool:
@@ -161,6 +165,16 @@ class Mapper:
   def copy(self, key: str, path: tuple, fn=lambda x: x) -> None:
     self.put(path, fn(self.take(key)), key)
 
+  def copy_rel_pos(self, key: str, path: tuple) -> None:
+    """Copies a relative-position table [L, D], interpolated to the target's length as torchvision
+    interpolates it at run time for inputs of another size (`torchvision.models.video.mvit._interpolate`)."""
+    value = self.take(key)
+    _, node, leaf = self.target(path)
+    length = np.shape(node[leaf])[0]
+    if value.shape[0] != length:
+      self.adapted.append(f"{self.names.get(key, key)} ({value.shape[0]} -> {length} entries)")
+    self.put(path, layers.resize_axis(value, 0, length, "linear"), key)
+
   def report(self) -> Report:
     targets = []
     for tree_name, tree in self.trees.items():
@@ -169,6 +183,7 @@ class Mapper:
       unused=sorted(self.names.get(k, k) for k in set(self.source) - self.used),
       kept=sorted(t for t in targets if t not in self.filled and not t.endswith("pos_embed")),
       ignored=self.ignored,
+      adapted=self.adapted,
     )
 
 
@@ -259,11 +274,20 @@ def map_vit(m: Mapper, src: str, dst: tuple, final_norm: str) -> None:
 
 
 def _check_sincos(m: Mapper, key: str, path: tuple) -> None:
+  """The checkpoint's fixed sinusoid table, of any token count: this config's is computed for its own."""
   _, node, leaf = m.target(path)
   value = m.take(key)
-  ours = np.asarray(node[leaf])
-  if value.reshape(-1).shape != ours.reshape(-1).shape or not np.allclose(value.reshape(ours.shape), ours, atol=1e-4):
-    raise CheckpointError(f"'{key}' is not the fixed sinusoid table this config uses: set model.pos_embed='learned'")
+  table = value.reshape(value.shape[-2:])
+  ours = np.shape(node[leaf])
+  name = m.names.get(key, key)
+  if not layers.is_sincos_table(table):
+    raise CheckpointError(f"'{name}' is not the fixed sinusoid table this config uses: set model.pos_embed='learned'")
+  if table.shape[1] != ours[1]:
+    raise CheckpointError(
+      f"'{name}' has width {table.shape[1]}, the config's model {ours[1]}: set model.width to match"
+    )
+  if table.shape[0] != ours[0]:
+    m.adapted.append(f"{name} (sin-cos table recomputed for {ours[0]} tokens, was {table.shape[0]})")
 
 
 def map_videomae_decoder(m: Mapper) -> None:
@@ -288,8 +312,22 @@ def official_videomae(m: Mapper, model_config) -> None:
   if m.exists(("params", "decoder_head", "kernel")) and m.has("decoder.head.weight"):
     map_videomae_decoder(m)
   if m.exists(("params", "head", "kernel")) and m.has("head.weight"):
+    _check_readout(m, prefix, model_config)
     m.copy("head.weight", ("params", "head", "kernel"), linear_kernel)
     m.copy("head.bias", ("params", "head", "bias"))
+
+
+def _check_readout(m: Mapper, prefix: str, model_config) -> None:
+  """A VideoMAE classifier mean-pools into fc_norm; one saved with use_mean_pooling=False has no fc_norm
+  and reads out the first token after the token norm. The config's model must read out the same."""
+  if m.has(prefix + "fc_norm.weight"):
+    if model_config.pool == "first":
+      raise CheckpointError("this VideoMAE classifier mean-pools its tokens (it has fc_norm): set model.pool='mean'")
+  elif (model_config.pool, model_config.final_norm) != ("first", "tokens"):
+    raise CheckpointError(
+      "this VideoMAE classifier reads out its first token (saved with use_mean_pooling=False, no fc_norm):"
+      " set model.pool='first' and model.final_norm='tokens'"
+    )
 
 
 _HF_BLOCK = (
@@ -438,7 +476,7 @@ def torchvision_mvit(m: Mapper, encoder) -> None:
       m.copy(f"{src}attn.{pool}.pool.weight", dst + ("attn", pool, "kernel"), lambda w: w.transpose(2, 3, 4, 1, 0))
       norm(f"{src}attn.{pool}.norm_act.0", dst + ("attn", pool, "norm"))
     for axis in "thw":
-      m.copy(f"{src}attn.rel_pos_{axis}", dst + ("attn", f"rel_pos_{axis}"))
+      m.copy_rel_pos(f"{src}attn.rel_pos_{axis}", dst + ("attn", f"rel_pos_{axis}"))
     dense(src + "mlp.0", dst + ("mlp", "fc1"))
     dense(src + "mlp.3", dst + ("mlp", "fc2"))
     if block.project is not None:

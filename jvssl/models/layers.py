@@ -265,3 +265,73 @@ def sincos_table(num_positions: int, dim: int) -> np.ndarray:
   angle = pos / np.power(10000.0, 2 * (i // 2) / dim)
   table = np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
   return table.astype(np.float32)
+
+
+def image_hw(image_size) -> tuple[int, int]:
+  """data.image_size as (height, width): an int is a square."""
+  if isinstance(image_size, int):
+    return image_size, image_size
+  height, width = image_size
+  return int(height), int(width)
+
+
+def is_sincos_table(table: np.ndarray) -> bool:
+  """Whether `table` [N, D] is `sincos_table(N, D)` (a fixed table, recomputed for other token counts)."""
+  return table.ndim == 2 and np.allclose(table, sincos_table(*table.shape), atol=1e-5)
+
+
+def resize_matrix(n_in: int, n_out: int, kind: str) -> np.ndarray:
+  """[n_out, n_in] float64 weights that resample n_in samples to n_out as torch.nn.functional.interpolate does
+  (align_corners=False, no antialiasing).
+
+  kind: "linear", or "cubic" (torch's bicubic: Keys' kernel with a = -0.75, border samples repeated).
+  """
+  if kind not in ("linear", "cubic"):
+    raise ValueError(f"kind must be 'linear' or 'cubic', not {kind!r}")
+  m = np.zeros((n_out, n_in))
+  # Source positions in float32 arithmetic, as torch computes them for float32 tensors.
+  scale = np.float32(n_in) / np.float32(n_out)
+  for i in range(n_out):
+    src = float(scale * np.float32(i + 0.5) - np.float32(0.5))
+    if kind == "linear":
+      src = max(src, 0.0)
+      i0 = int(np.floor(src))
+      frac = src - i0
+      m[i, i0] += 1.0 - frac
+      m[i, min(i0 + 1, n_in - 1)] += frac
+    else:
+      i0 = int(np.floor(src))
+      for k, weight in zip(range(i0 - 1, i0 + 3), _cubic_weights(src - i0)):
+        m[i, min(max(k, 0), n_in - 1)] += weight
+  return m
+
+
+def _cubic_weights(t: float, a: float = -0.75) -> tuple[float, ...]:
+  """Keys' cubic kernel at the four samples around a point t in [0, 1) past the second one."""
+  near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1.
+  far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2.
+  return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def resize_axis(x, axis: int, size: int, kind: str):
+  """x (numpy or jax array) resampled to `size` entries along `axis` (see `resize_matrix`); x itself if it fits."""
+  if x.shape[axis] == size:
+    return x
+  if isinstance(x, np.ndarray):
+    out = np.tensordot(resize_matrix(x.shape[axis], size, kind), x.astype(np.float64), axes=(1, axis))
+    return np.moveaxis(out, 0, axis).astype(x.dtype)
+  weights = jnp.asarray(resize_matrix(x.shape[axis], size, kind), jnp.float32)
+  out = jnp.tensordot(weights, x.astype(jnp.float32), axes=(1, axis))
+  return jnp.moveaxis(out, 0, axis).astype(x.dtype)
+
+
+def resize_pos_table(table, from_grid: tuple[int, int, int], to_grid: tuple[int, int, int]):
+  """A learned position table [T*H*W, D] on token grid from_grid (t, h, w order) resampled to to_grid.
+
+  Space is resampled bicubically, as VideoMAE, MAE and timm do when fine-tuning at another
+  resolution; time linearly.
+  """
+  x = table.reshape(*from_grid, table.shape[-1])
+  for axis, (size, kind) in enumerate(zip(to_grid, ("linear", "cubic", "cubic"))):
+    x = resize_axis(x, axis, size, kind)
+  return x.reshape(-1, table.shape[-1])

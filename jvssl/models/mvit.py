@@ -89,7 +89,8 @@ class Pool(nnx.Module):
 
 
 class MultiscaleAttention(nnx.Module):
-  def __init__(self, s: dict, input_size, *, norm_eps, dtype, param_dtype, rngs):
+  def __init__(self, s: dict, input_grid, *, norm_eps, dtype, param_dtype, rngs):
+    """input_grid: the (T, H, W) token grid entering the block."""
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     dim, self.heads = s["out"], s["heads"]
     self.head_dim = dim // self.heads
@@ -99,13 +100,17 @@ class MultiscaleAttention(nnx.Module):
     self.pool_q = Pool(self.head_dim, s["q_stride"], **pool_kw)
     self.pool_k = Pool(self.head_dim, s["kv_stride"], **pool_kw)
     self.pool_v = Pool(self.head_dim, s["kv_stride"], **pool_kw)
-    # Table sizes as torchvision sizes them (from the grid entering the block), so checkpoints load.
-    size = max(input_size[1:])
-    spatial = 2 * max(size // s["q_stride"][1], size // s["kv_stride"][1]) - 1
+    # One entry per offset between the query and key grids this block sees. torchvision sizes its
+    # tables from floor-divided input sizes instead and interpolates them when they do not fit (at
+    # 112 px: 5 entries for grids of 4); the same interpolation makes its weights fit these tables
+    # (`rel_pos_bias`, `convert.torchvision_mvit`, `jvssl.initialize`).
+    q_grid = [_pooled_size(n, st) for n, st in zip(input_grid, s["q_stride"])]
+    k_grid = [_pooled_size(n, st) for n, st in zip(input_grid, s["kv_stride"])]
+    t, h, w = (2 * max(q, k) - 1 for q, k in zip(q_grid, k_grid))
     init = nnx.initializers.truncated_normal(0.02)
-    self.rel_pos_h = layers.param(rngs, init, (spatial, self.head_dim), (None, None), param_dtype)
-    self.rel_pos_w = layers.param(rngs, init, (spatial, self.head_dim), (None, None), param_dtype)
-    self.rel_pos_t = layers.param(rngs, init, (2 * input_size[0] - 1, self.head_dim), (None, None), param_dtype)
+    self.rel_pos_t = layers.param(rngs, init, (t, self.head_dim), (None, None), param_dtype)
+    self.rel_pos_h = layers.param(rngs, init, (h, self.head_dim), (None, None), param_dtype)
+    self.rel_pos_w = layers.param(rngs, init, (w, self.head_dim), (None, None), param_dtype)
     self.dtype = dtype
 
   def rel_pos_bias(self, q, q_thw, k_thw):
@@ -113,12 +118,9 @@ class MultiscaleAttention(nnx.Module):
     b = q.shape[0]
     tables = []
     for table, qn, kn in zip((self.rel_pos_t, self.rel_pos_h, self.rel_pos_w), q_thw, k_thw):
-      if table.shape[0] != 2 * max(qn, kn) - 1:
-        raise ValueError(
-          f"relative position table of {table.shape[0]} entries does not fit grids {q_thw} / {k_thw}; "
-          "build the model for this input size"
-        )
-      tables.append(table[...].astype(self.dtype)[rel_pos_index(qn, kn)])
+      # Clips of another size than the model was built for: interpolated as torchvision does.
+      table = layers.resize_axis(table[...], 0, 2 * max(qn, kn) - 1, "linear")
+      tables.append(table.astype(self.dtype)[rel_pos_index(qn, kn)])
     rt, rh, rw = tables
     r_q = q[:, 1:].reshape(b, *q_thw, self.heads, self.head_dim)
     t = jnp.einsum("bthwnc,tkc->bnthwk", r_q, rt)
@@ -142,10 +144,10 @@ class MultiscaleAttention(nnx.Module):
 
 
 class MultiscaleBlock(nnx.Module):
-  def __init__(self, s: dict, input_size, *, mlp_ratio, norm_eps, drop_path_rate, dtype, param_dtype, rngs):
+  def __init__(self, s: dict, input_grid, *, mlp_ratio, norm_eps, drop_path_rate, dtype, param_dtype, rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.norm1 = layers.LayerNorm(s["in"], eps=norm_eps, **kw)
-    self.attn = MultiscaleAttention(s, input_size, norm_eps=norm_eps, **kw)
+    self.attn = MultiscaleAttention(s, input_grid, norm_eps=norm_eps, **kw)
     self.norm2 = layers.LayerNorm(s["out"], eps=norm_eps, **kw)
     self.mlp = layers.Mlp(s["out"], int(mlp_ratio * s["out"]), **kw)
     # The shortcut changes width by a projection of the normalised input (torchvision's proj_after_attn).
@@ -191,17 +193,22 @@ class MViT(nnx.Module):
     )
 
   def __init__(
-    self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+    self,
+    config,
+    *,
+    num_frames: int,
+    image_size: int | tuple[int, int],
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
   ):
     if config.variant not in DEPTHS and not config.depths:
       raise ValueError(f"unknown MViTv2 variant {config.variant!r}; known: {', '.join(DEPTHS)}")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     settings = block_settings(config)
+    height, width = layers.image_hw(image_size)
     self.patch_embed = conv.Conv3d(3, config.width, (3, 7, 7), stride=(2, 4, 4), padding=(1, 3, 3), use_bias=True, **kw)
-    grid = self.patch_embed.out_shape(num_frames, image_size, image_size)
-    # torchvision sizes the relative-position tables from floor-divided input sizes; so do we, so
-    # its checkpoints load at any input size.
-    size = [num_frames // 2, image_size // 4, image_size // 4]
+    grid = self.patch_embed.out_shape(num_frames, height, width)
     self.cls_token = layers.param(
       rngs, nnx.initializers.truncated_normal(0.02), (config.width,), ("embed",), param_dtype
     )
@@ -209,16 +216,15 @@ class MViT(nnx.Module):
     for i, s in enumerate(settings):
       rate = config.drop_path_rate * i / max(n - 1, 1)
       blocks.append(
-        MultiscaleBlock(s, list(size), mlp_ratio=config.mlp_ratio, norm_eps=config.norm_eps, drop_path_rate=rate, **kw)
+        MultiscaleBlock(s, grid, mlp_ratio=config.mlp_ratio, norm_eps=config.norm_eps, drop_path_rate=rate, **kw)
       )
-      size = [a // st for a, st in zip(size, s["q_stride"])]
       grid = tuple(_pooled_size(a, st) for a, st in zip(grid, s["q_stride"]))
     self.blocks = nnx.List(blocks)
     self.norm = layers.LayerNorm(settings[-1]["out"], eps=config.norm_eps, **kw)
     self.width = settings[-1]["out"]
     self.grid = grid
     if min(self.grid) < 1:
-      raise ValueError(f"input {num_frames}x{image_size}x{image_size} is too small for MViTv2")
+      raise ValueError(f"input {num_frames}x{height}x{width} is too small for MViTv2")
 
   def __call__(self, video, *, rng=None, train: bool | None = None):
     if train is False:

@@ -1,6 +1,6 @@
 """Video ViT: tubelet embedding, fixed or learned position embeddings, pre-norm blocks with
 joint space-time attention (ViViT model 1 / VideoMAE / MAE-ST) or factorised spatial-then-
-temporal attention (ViViT model 3), mean-pooled or CLS readout."""
+temporal attention (ViViT model 3), mean-pooled, CLS or first-token readout."""
 
 import einops
 import jax
@@ -66,7 +66,8 @@ class ViT(nnx.Module):
         # "joint": every token attends to every token; "factorised": ViViT model 3, attention within
         # each frame then along time at each position (needs whole frames: no random masking).
         "attention": "joint",
-        # "mean": pooled = mean of the output tokens (VideoMAE); "cls": a learned CLS token's output.
+        # "mean": pooled = mean of the output tokens (VideoMAE); "cls": a learned CLS token's output;
+        # "first": the first patch token's output (VideoMAE classifiers saved with use_mean_pooling=False).
         "pool": "mean",
         # Activation checkpointing per block: "none", "full" (recompute everything in the backward
         # pass), "dots" (keep matmul outputs, recompute the rest), "dots_no_batch" (keep only weight
@@ -76,13 +77,21 @@ class ViT(nnx.Module):
     )
 
   def __init__(
-    self, config, *, num_frames: int, image_size: int, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32
+    self,
+    config,
+    *,
+    num_frames: int,
+    image_size: int | tuple[int, int],
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
   ):
     width, depth, heads, mlp = dims(config)
     pt, ph, pw = config.patch_size
-    if num_frames % pt or image_size % ph or image_size % pw:
-      raise ValueError(f"input {num_frames}x{image_size}x{image_size} is not divisible by tubelet {pt}x{ph}x{pw}")
-    self.grid = (num_frames // pt, image_size // ph, image_size // pw)
+    height, image_width = layers.image_hw(image_size)
+    if num_frames % pt or height % ph or image_width % pw:
+      raise ValueError(f"input {num_frames}x{height}x{image_width} is not divisible by tubelet {pt}x{ph}x{pw}")
+    self.grid = (num_frames // pt, height // ph, image_width // pw)
     self.patch_size = tuple(config.patch_size)
     self.width = width
     num_tokens = int(np.prod(self.grid))
@@ -104,8 +113,8 @@ class ViT(nnx.Module):
       if config.attention == "factorised":
         raise ValueError("a CLS token belongs to no frame: use model.pool='mean' with factorised attention")
       self.cls_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("embed",), param_dtype)
-    elif config.pool != "mean":
-      raise ValueError(f"pool must be 'mean' or 'cls', not {config.pool!r}")
+    elif config.pool not in ("mean", "first"):
+      raise ValueError(f"pool must be 'mean', 'cls' or 'first', not {config.pool!r}")
     self.pool = config.pool
     block_kw = dict(qkv_bias=config.qkv_bias, norm_eps=config.norm_eps, attention_impl=config.attention_impl, **kw)
     if config.attention == "joint":
@@ -171,5 +180,5 @@ class ViT(nnx.Module):
     if train is False:
       rng = None  # Evaluation: no stochastic depth.
     cls, tokens = self._encode(self.embed(video), rng)
-    pooled = cls if self.pool == "cls" else tokens.mean(axis=1)
+    pooled = {"cls": cls, "first": tokens[:, 0], "mean": tokens.mean(axis=1)}[self.pool]
     return {"tokens": tokens, "pooled": self.norm(pooled) if self.final_norm == "pooled" else pooled}

@@ -15,7 +15,6 @@ written to `<out>/import_report.txt`.
 
 import json
 import logging
-import os
 import sys
 
 from jvssl import cli
@@ -52,14 +51,16 @@ def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
   opt_state = jax.jit(trainer.tx.init, out_shardings=shardings.opt_state)(params)
   state = state.replace(params=params, rest=jax.device_put(rest, shardings.rest), opt_state=opt_state)
   ckpt.save(
-    0, state, {"step": 0, "config": json.loads(to_json(config)), "imported_from": os.path.abspath(src), "format": fmt}
+    0,
+    state,
+    {"step": 0, "config": json.loads(to_json(config)), "imported_from": str(checkpointing.as_path(src)), "format": fmt},
   )
   ckpt.wait()
   ckpt.close()
   lines = report.lines()
   if jax.process_index() == 0:
-    with open(os.path.join(out, "import_report.txt"), "w") as f:
-      f.write("\n".join([f"imported {src} ({fmt}) into {ckpt.directory}/0", *lines]) + "\n")
+    report_lines = [f"imported {src} ({fmt}) into {ckpt.directory}/0", *lines]
+    (checkpointing.as_path(out) / "import_report.txt").write_text("\n".join(report_lines) + "\n")
   return lines
 
 
