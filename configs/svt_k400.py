@@ -15,7 +15,8 @@ Not yet a jvssl field:
   backbone: TimeSformer ViT-B/16 with divided space-time attention (attention_type divided_space_time,
     separate temporal embedding, drop path 0.1 in get_vit_base_patch16_224); jvssl's ViT has joint or
     ViViT-factorised attention, joint used here.
-  initialisation from ImageNet-21k ViT-B weights (TIMESFORMER.PRETRAINED_MODEL) -- the init section.
+  initialisation from ImageNet-21k ViT-B weights (TIMESFORMER.PRETRAINED_MODEL): the init section would load
+    them, but jvssl.tools.import_weights has no timm image-ViT format to bring them in.
   weight decay cosine from 0.04 to 0.4 (--weight_decay_end); jvssl's is constant at the start value.
   --clip_grad 3.0, applied to each parameter's gradient on its own (utils.clip_gradients); jvssl's
     optimizer.grad_clip_norm clips the global norm, so it is left off.

@@ -4,7 +4,8 @@ top-1 without extra data, fine-tuned from VideoMAE pretrained on HMDB51 itself.
 MCG-NJU/VideoMAE (commit 14ef8d8) ships no HMDB51 script (scripts/ has kinetics, ssv2 and ucf101 only) and
 the paper's appendix settings could not be checked where this was written. So every value here is that of
 the UCF101 script (configs/videomae_finetune_ucf101.py: scripts/ucf101/..._epoch_3200/finetune.sh), the
-nearest published recipe, with --nb_classes 51; check the appendix's HMDB51 column before quoting a result.
+nearest published recipe, with --nb_classes 51: its mixup/CutMix, RandAugment, random erasing, --num_sample 2
+and 5 clips x 3 crops testing included. Check the appendix's HMDB51 column before quoting a result.
 
 Variants: `:1` (default), `:2`, `:3` (or `split=N`) pick the official split through MMAction2's list names,
 hmdb51_{train,val}_split_<N>_videos.txt, read from the working directory unless

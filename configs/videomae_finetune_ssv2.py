@@ -9,8 +9,12 @@ It is configs/videomae_finetune_k400.py with what MCG-NJU/VideoMAE's SSv2 script
 scripts/ssv2/videomae_vit_<size>_patch16_224_tubemasking_ratio_0.9_epoch_<pretrain epochs>/finetune.sh
 ("finetune.sh"): --data_set SSV2 --nb_classes 174, batch, lr, epochs and ViT-S's --layer_decay 0.7. For
 SSV2, ssv2.py samples one frame from each of 16 equal segments (TSN; --sampling_rate is unused) and
-its _aug_frame tells spatial_sampling not to flip (labels say left and right). The parts that are "not yet
-a jvssl field" are those of the K400 recipe, with --test_num_segment 2 --test_num_crop 3.
+its _aug_frame tells spatial_sampling not to flip (labels say left and right). Mixup/CutMix, RandAugment,
+random erasing, repeated augmentation (--num_sample, counted as in the K400 recipe: data.batch_size is
+videos x num_sample clips, lr_base_batch_size 256 x num_sample) and the init section are the K400 recipe's;
+the `multiview` evaluator tests --test_num_segment 2 x --test_num_crop 3 views. Not yet a jvssl field: ssv2.py's
+2 test clips take the first and the middle frame of each of the 16 segments; jvssl's augment.test_views cuts
+windows of data.frame_stride frames whatever data.sampling says.
 
 Variants: `:vit_s`, `:vit_b` (default); `pretrain_epochs=2400` takes ViT-B's script for the 2400-epoch
 checkpoint (800 default). No ViT-L/H SSv2 script exists. Add `,runlocal` for a CPU smoke run.
@@ -24,11 +28,12 @@ from jvssl.errors import ConfigError
 
 K400 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "videomae_finetune_k400.py")
 DEFAULT_PRETRAIN_EPOCHS = {"vit_s": 2400, "vit_b": 800}
-# (size, pretrain epochs): finetune.sh's (--batch_size x GPUs, --lr, --epochs, --layer_decay); GPUs are nodes x 8.
+# (size, pretrain epochs): finetune.sh's (--batch_size x GPUs in videos, --lr, --epochs, --layer_decay,
+# --num_sample); GPUs are nodes x 8.
 SCRIPTS = {
-  ("vit_s", 2400): (12 * 32, 1e-3, 40, 0.7),  # --num_sample 2.
-  ("vit_b", 800): (8 * 64, 5e-4, 50, 0.75),  # --num_sample 1; --layer_decay default.
-  ("vit_b", 2400): (6 * 64, 5e-4, 30, 0.75),  # --num_sample 2; --layer_decay default.
+  ("vit_s", 2400): (12 * 32, 1e-3, 40, 0.7, 2),
+  ("vit_b", 800): (8 * 64, 5e-4, 50, 0.75, 1),  # --layer_decay default.
+  ("vit_b", 2400): (6 * 64, 5e-4, 30, 0.75, 2),  # --layer_decay default.
 }
 
 
@@ -42,14 +47,18 @@ def get_config(arg=None):
   if (arg.variant, pretrain_epochs) not in SCRIPTS:
     known = ", ".join(str(e) for s, e in SCRIPTS if s == arg.variant)
     raise ConfigError(f"no SSv2 fine-tuning script for {arg.variant} from {pretrain_epochs} epochs; one of {known}")
-  batch, lr, epochs, layer_decay = SCRIPTS[arg.variant, pretrain_epochs]
+  videos, lr, epochs, layer_decay, num_sample = SCRIPTS[arg.variant, pretrain_epochs]
   c = config_lib.load(f"{K400}:{arg.variant}" + (",runlocal" if arg.runlocal else ""))
   c.data.sampling = "segment"
   c.data.augment.flip = False
   c.optimizer.lr = lr
   c.optimizer.layer_decay = layer_decay
   c.train.num_epochs = epochs
+  c.data.augment.repeats = num_sample
+  c.optimizer.lr_base_batch_size = 256 * num_sample  # lr x videos / 256.
+  c.evals.multiview.num_clips = 2  # --test_num_segment 2 (--test_num_crop 3).
   if not arg.runlocal:
     c.method.num_classes = c.data.video_folder.num_classes = 174
-    c.data.batch_size = batch
+    c.data.batch_size = videos * num_sample
+    c.evals.multiview.batch_size = videos
   return c

@@ -162,7 +162,8 @@ def train(
         due = [name for name, e in config.evals.items() if e.every_steps and done % e.every_steps == 0 and not last]
         if due and on_eval is not None:
           eval_metrics = on_eval(trainer, state, due, done)
-        if preemption.requested and not last:
+        # `stopping`, not preemption.requested: a SIGTERM that came after the save above stops at the next step.
+        if stopping and not last:
           raise SystemExit(f"stopped by SIGTERM at step {done}; checkpoint saved, rerun the same command to resume")
   finally:
     if ckpt is not None:  # Let an in-flight save finish, also when the loop fails.

@@ -20,6 +20,7 @@ SSV2_PT = VIDEOMAE + "scripts/ssv2/videomae_vit_{}_patch16_224_tubemasking_ratio
 K400_FT = VIDEOMAE + "scripts/kinetics/videomae_vit_{}_patch16_224_tubemasking_ratio_0.9_epoch_{}/finetune.sh"
 SSV2_FT = VIDEOMAE + "scripts/ssv2/videomae_vit_{}_patch16_224_tubemasking_ratio_0.9_epoch_{}/finetune.sh"
 UCF_FT = VIDEOMAE + "scripts/ucf101/videomae_vit_base_patch16_224_tubemasking_ratio_0.75_epoch_3200/finetune.sh"
+VJEPA2 = "facebookresearch/vjepa2@c2963a4 configs/eval/vitl/k400.yaml (+ evals/video_classification_frozen/*.py)"
 
 # What every VideoMAE pretraining script shares: its flags, else run_mae_pretraining.py's defaults.
 VIDEOMAE_PRETRAIN = {
@@ -63,11 +64,39 @@ VIDEOMAE_FINETUNE = {
   "optimizer.b1": 0.9,  # --opt_betas 0.9 0.999
   "optimizer.b2": 0.999,
   "optimizer.weight_decay": 0.05,  # --weight_decay 0.05
-  "optimizer.lr_base_batch_size": 256,  # lr * total_batch_size / 256 (run_class_finetuning.py line 406)
   "schedule.warmup_epochs": 5,  # --warmup_epochs default
   "schedule.warmup_init_lr": 0.0,  # --warmup_lr never reaches utils.cosine_scheduler.
   "schedule.scale_with_batch": True,  # min_lr * total_batch_size / 256 (line 407)
+  # Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob, switch_prob=..., mode=...,
+  # label_smoothing=args.smoothing): run_class_finetuning.py's defaults, which no script changes.
+  "method.mixup_alpha": 0.8,  # --mixup default
+  "method.cutmix_alpha": 1.0,  # --cutmix default
+  "method.mix_prob": 1.0,  # --mixup_prob default
+  "method.mix_switch_prob": 0.5,  # --mixup_switch_prob default
+  "method.mix_mode": "batch",  # --mixup_mode default
+  "method.ema_decay": 0.0,  # --model_ema default False
+  "data.augment.rand_augment_ops": 4,  # --aa default rand-m7-n4-mstd0.5-inc1: n4
+  "data.augment.rand_augment_magnitude": 7.0,  # m7
+  "data.augment.rand_augment_magnitude_std": 0.5,  # mstd0.5
+  "data.augment.random_erase_prob": 0.25,  # --reprob default (--remode pixel)
+  "data.augment.random_erase_count": 1,  # --recount default
+  "init.what": "encoder",  # --finetune: the pretrained encoder; the head (another shape) is dropped.
+  "evals.multiview.test_split": "test",  # final_test on test.csv
 }
+
+
+def videomae_views(videos, num_sample, test_num_segment):
+  """A fine-tuning script's batch and views. total_batch_size = --batch_size x GPUs counts videos (lr * it / 256,
+  len(dataset) // it steps per epoch); with --num_sample each video gives that many clips of the step, and jvssl's
+  data.batch_size counts clips (data.augment.repeats of each video), so lr_base_batch_size is 256 x num_sample."""
+  return {
+    "data.batch_size": videos * num_sample,
+    "data.augment.repeats": num_sample,  # --num_sample
+    "optimizer.lr_base_batch_size": 256 * num_sample,
+    "evals.multiview.num_clips": test_num_segment,  # --test_num_segment (x --test_num_crop 3)
+  }
+
+
 K400_FINETUNE = dict(
   VIDEOMAE_FINETUNE,
   **{
@@ -94,7 +123,7 @@ UCF101_FINETUNE = dict(
   **{
     "model.variant": "B",  # --model vit_base_patch16_224
     "method.num_classes": 101,  # --nb_classes 101
-    "data.batch_size": 16 * 8,  # --batch_size 16 on 8 GPUs
+    **videomae_views(16 * 8, 2, 5),  # --batch_size 16 on 8 GPUs, --num_sample 2, --test_num_segment 5
     "optimizer.lr": 5e-4,  # --lr 5e-4
     "schedule.min_lr": 1e-5,  # --min_lr 1e-5
     "optimizer.layer_decay": 0.7,  # --layer_decay 0.7
@@ -106,8 +135,9 @@ UCF101_FINETUNE = dict(
 )
 
 
-def k400_finetune(variant, batch, lr, epochs, **more):
-  values = {"model.variant": variant, "data.batch_size": batch, "optimizer.lr": lr, "train.num_epochs": epochs}
+def k400_finetune(variant, videos, num_sample, lr, epochs, **more):
+  values = {"model.variant": variant, "optimizer.lr": lr, "train.num_epochs": epochs}
+  values |= videomae_views(videos, num_sample, 5)  # --test_num_segment 5
   defaults = {  # run_class_finetuning.py defaults, unless the script sets them (ViT-H).
     "optimizer.layer_decay": 0.75,
     "model.drop_path_rate": 0.1,
@@ -208,6 +238,33 @@ SVT = {
   "train.num_epochs": 100,  # --epochs default (train.sh passes none)
 }
 
+# V-JEPA 2's frozen K400 evaluation (the probe and how its training clips are made) on the VideoMAE ViT-L encoder.
+ATTENTIVE_PROBE = {
+  "model.variant": "L",  # The encoder probed: configs/videomae_k400.py:vit_l (V-JEPA's ViT-L/16 comparison).
+  "data.num_frames": 16,  # frames_per_clip
+  "data.frame_stride": 4,  # frame_step
+  "data.image_size": 224,  # facebookresearch/jepa configs/evals/vitl16_k400_16x8x3.yaml resolution 224
+  # make_dataloader -> make_transforms(training=True): VideoTransform.
+  "data.augment.multi_scale_crop": (),
+  "data.augment.random_crop_scale": (0.08, 1.0),  # random_resize_scale=(0.08, 1.0)
+  "data.augment.flip": False,  # random_horizontal_flip=False
+  "data.augment.rand_augment_ops": 4,  # auto_augment=True: "rand-m7-n4-mstd0.5-inc1"
+  "data.augment.rand_augment_magnitude": 7.0,
+  "data.augment.rand_augment_magnitude_std": 0.5,
+  "data.augment.random_erase_prob": 0.25,  # reprob=0.25, RandomErasing(mode="pixel", max_count=1)
+  "data.augment.random_erase_count": 1,
+  "evals.attentive_probe.depth": 4,  # classifier.num_probe_blocks
+  "evals.attentive_probe.num_heads": 16,  # classifier.num_heads
+  "evals.attentive_probe.mlp_ratio": 4.0,  # src/models/attentive_pooler.py AttentiveClassifier default
+  "evals.attentive_probe.init_std": 0.02,  # AttentiveClassifier default
+  "evals.attentive_probe.lrs": (5e-3, 3e-3, 1e-3, 3e-4, 1e-4),  # multihead_kwargs lr (= start_lr; final_lr 0)
+  "evals.attentive_probe.weight_decays": (0.01, 0.1, 0.4, 0.8),  # multihead_kwargs weight_decay (= final)
+  "evals.attentive_probe.num_epochs": 20,  # optimization.num_epochs
+  "evals.attentive_probe.batch_size": 4 * 64,  # optimization.batch_size 4 x nodes 8 x tasks_per_node 8
+  "evals.attentive_probe.select_on": "test",  # eval.py logs each epoch's best probe on dataset_val
+  "evals.attentive_probe.stream": True,  # the frozen encoder runs on every epoch's augmented clips
+}
+
 PUBLISHED = {
   # VideoMAE pretraining, per size (run_mae_pretraining.py; batch = --batch_size x GPUs).
   "videomae_k400.py:vit_s": (
@@ -246,18 +303,20 @@ PUBLISHED = {
     dict(SSV2_PRETRAIN, **{"model.variant": "B", "data.batch_size": 32 * 64, "train.num_epochs": 2400}),
   ),
   # VideoMAE fine-tuning (run_class_finetuning.py; batch = --batch_size x GPUs).
-  "videomae_finetune_k400.py:vit_s": (K400_FT.format("small", 1600), k400_finetune("S", 12 * 32, 5e-4, 150)),
-  "videomae_finetune_k400.py:vit_b": (K400_FT.format("base", 800), k400_finetune("B", 8 * 64, 1e-3, 100)),
+  # k400_finetune(size, --batch_size x GPUs, --num_sample, --lr, --epochs).
+  "videomae_finetune_k400.py:vit_s": (K400_FT.format("small", 1600), k400_finetune("S", 12 * 32, 2, 5e-4, 150)),
+  "videomae_finetune_k400.py:vit_b": (K400_FT.format("base", 800), k400_finetune("B", 8 * 64, 1, 1e-3, 100)),
   "videomae_finetune_k400.py:vit_b,pretrain_epochs=1600": (
     K400_FT.format("base", 1600),
-    k400_finetune("B", 6 * 64, 5e-4, 75),
+    k400_finetune("B", 6 * 64, 2, 5e-4, 75),
   ),
-  "videomae_finetune_k400.py:vit_l": (K400_FT.format("large", 1600), k400_finetune("L", 2 * 64, 2e-3, 35)),
+  "videomae_finetune_k400.py:vit_l": (K400_FT.format("large", 1600), k400_finetune("L", 2 * 64, 2, 2e-3, 35)),
   "videomae_finetune_k400.py:vit_h": (
     K400_FT.format("huge", 1600),
     k400_finetune(
       "H",
       8 * 64,
+      2,
       1e-3,
       50,
       **{
@@ -274,7 +333,7 @@ PUBLISHED = {
       SSV2_FINETUNE,
       **{
         "model.variant": "S",
-        "data.batch_size": 12 * 32,
+        **videomae_views(12 * 32, 2, 2),  # --test_num_segment 2
         "optimizer.lr": 1e-3,
         "optimizer.layer_decay": 0.7,  # --layer_decay 0.7
         "train.num_epochs": 40,
@@ -287,7 +346,7 @@ PUBLISHED = {
       SSV2_FINETUNE,
       **{
         "model.variant": "B",
-        "data.batch_size": 8 * 64,
+        **videomae_views(8 * 64, 1, 2),
         "optimizer.lr": 5e-4,
         "optimizer.layer_decay": 0.75,
         "train.num_epochs": 50,
@@ -300,7 +359,7 @@ PUBLISHED = {
       SSV2_FINETUNE,
       **{
         "model.variant": "B",
-        "data.batch_size": 6 * 64,
+        **videomae_views(6 * 64, 2, 2),
         "optimizer.lr": 5e-4,
         "optimizer.layer_decay": 0.75,
         "train.num_epochs": 30,
@@ -321,6 +380,7 @@ PUBLISHED = {
   "svt_k400.py": (SVT_SRC, SVT),
   # The linear protocol runs on the rho-BYOL encoder's recipe; its own values are not yet jvssl fields.
   "probe_k400.py:linear": (BYOL_YAML, dict(RHO_BYOL, **{"method.num_views": 2, "optimizer.lr": 0.6})),
+  "probe_k400.py:attentive": (VJEPA2, ATTENTIVE_PROBE),
 }
 
 # Variants a published recipe does not have: each stops with a one-line ConfigError.
@@ -335,7 +395,7 @@ UNPUBLISHED = (
   "videomae_finetune_hmdb51.py:split=0",
   "cvrl_k400.py:epochs=100",
   "rho_byol_k400.py:rho=3",
-  "probe_k400.py:attentive",  # Until jvssl has an attentive probe evaluator (issue 13 item 4).
+  "probe_k400.py:cosine",
 )
 
 # The published recipes (configs/videomae_synthetic.py and ssl_synthetic.py are jvssl's own demos).
@@ -373,6 +433,14 @@ def test_recipe_values_are_the_published_ones(spec):
   assert not wrong, f"{spec} differs from {source}: {{key: (recipe, published)}} = {wrong}"
 
 
+def test_attentive_probe_runlocal_keeps_the_sweep_and_shrinks_the_run():
+  c = config_lib.load(os.path.join(CONFIGS, "probe_k400.py:attentive,runlocal"))
+  probe = c.evals.attentive_probe
+  assert len(probe.lrs) * len(probe.weight_decays) == 20 and probe.stream and probe.select_on == "test"
+  assert (probe.num_train, probe.num_epochs, probe.batch_size) == (32, 2, 16)
+  assert c.data.source == "synthetic" and c.model.width % probe.num_heads == 0  # The probe's heads split the width.
+
+
 @pytest.mark.parametrize("spec", UNPUBLISHED)
 def test_unpublished_variants_are_refused_in_one_line(spec):
   with pytest.raises(ConfigError) as error:
@@ -396,6 +464,29 @@ def test_videomae_schedule_scales_warmup_and_floor_with_the_batch():
   np.testing.assert_allclose(float(schedule(800 * 100)), 1e-5 * 2048 / 256, rtol=1e-6)
   c.schedule.scale_with_batch = False
   np.testing.assert_allclose(float(optim.make_schedule(c, 80000, 100.0)(80000)), 1e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "spec, videos, lr, min_lr",
+  [
+    ("videomae_finetune_k400.py:vit_s", 12 * 32, 5e-4, 1e-6),  # --num_sample 2
+    ("videomae_finetune_k400.py:vit_b", 8 * 64, 1e-3, 1e-6),  # --num_sample 1
+    ("videomae_finetune_ssv2.py:vit_b,pretrain_epochs=2400", 6 * 64, 5e-4, 1e-6),  # --num_sample 2
+    ("videomae_finetune_ucf101.py:1", 16 * 8, 5e-4, 1e-5),  # --num_sample 2
+  ],
+)
+def test_videomae_finetune_lr_and_epochs_count_videos(spec, videos, lr, min_lr):
+  """run_class_finetuning.py lines 404-407: total_batch_size = --batch_size x GPUs videos, whatever --num_sample;
+  lr and min_lr are multiplied by it / 256 and an epoch is len(dataset_train) // it steps."""
+  from jvssl import optim, trainer as trainer_lib
+
+  c = config_lib.load(os.path.join(CONFIGS, spec))
+  c.data.source, c.data.synthetic.num_train = "synthetic", 100 * videos  # A training split of 100 steps' videos.
+  length = trainer_lib.run_length(c)
+  assert length.steps_per_epoch == 100 and length.num_steps == 100 * c.train.num_epochs
+  schedule = optim.make_schedule(c, length.num_steps, length.steps_per_epoch)
+  np.testing.assert_allclose(float(schedule(5 * 100)), lr * videos / 256, rtol=1e-6)  # After 5 warm-up epochs.
+  np.testing.assert_allclose(float(schedule(length.num_steps)), min_lr * videos / 256, rtol=1e-6)
 
 
 def test_multi_scale_crop_draws_every_box_group_multi_scale_crop_can_and_no_other():
@@ -452,13 +543,15 @@ with tempfile.TemporaryDirectory() as cache:
 print("LOSSES" + json.dumps(losses))
 """
 
-# One runlocal variant per recipe: the sizes of a recipe shrink to the same CPU model.
+# One runlocal variant per recipe: the sizes of a recipe shrink to the same CPU model (UCF101 and HMDB51 train with
+# data.augment.repeats 2, every fine-tuning recipe with mixup/CutMix, RandAugment and random erasing).
 TRAINED = tuple(f"{name}:runlocal" for name in RECIPES)
 
 
 @pytest.fixture(scope="module")
 def losses():
-  proc = run_python(_TRAIN % {"specs": TRAINED})
+  # About 3 minutes on 2 idle cores; the limit leaves room for a machine shared with other jobs.
+  proc = run_python(_TRAIN % {"specs": TRAINED}, timeout=1500)
   return json.loads(proc.stdout.split("LOSSES", 1)[1])
 
 

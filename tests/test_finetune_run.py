@@ -1,0 +1,113 @@
+"""Fine-tuning as an ordinary run from a pretraining checkpoint (issue 13): `python -m jvssl.main
+--config=configs/videomae_finetune_k400.py:runlocal --config.init.checkpoint=<pretraining workdir>`, both
+recipes shrunk by the same overrides, loads the pretrained encoder, and a fine-tuning run stopped by SIGTERM
+resumes, by the same command, to the bits of an uninterrupted one."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from jvssl import initialize
+
+from conftest import REPO
+
+# What both runs share, so the pretraining checkpoint fits the fine-tuning model: 4x32x32 clips of the
+# moving shapes, 2x8x8 tubelets (32 tokens), a 2-layer ViT of width 64.
+SHAPE = [
+  "data.num_frames=4",
+  "data.frame_stride=2",
+  "data.image_size=32",
+  "model.patch_size=(2,8,8)",
+  "model.width=64",
+  "model.depth=2",
+  "model.num_heads=2",
+  "model.mlp_dim=128",
+]
+# No evaluations after pretraining: only its checkpoint is used.
+PRETRAIN = [
+  "method.decoder_width=32",
+  "method.decoder_depth=1",
+  "method.decoder_heads=2",
+  "data.synthetic.num_train=256",
+  "train.num_steps=20",
+  "schedule.warmup_steps=2",
+  "train.log_every_steps=10",
+  "evals={}",
+]
+FINETUNE_STEPS = 40
+# SIGTERM once the log shows this step; the run saves and stops at the end of the step it is in, off the
+# checkpoint_every_steps grid unless that is step 15.
+KILL_AFTER = 5
+FINETUNE = [
+  f"train.num_steps={FINETUNE_STEPS}",
+  "train.log_every_steps=5",
+  "train.checkpoint_every_steps=15",
+  "data.train_subset=128",
+  "evals.multiview.num_test=64",
+]
+
+
+def _env():
+  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+
+
+def _command(config, workdir, overrides):
+  return [sys.executable, "-m", "jvssl.main", f"--config={config}", f"--workdir={workdir}"] + [
+    f"--config.{o}" for o in overrides
+  ]
+
+
+def _finetune(workdir, init, cache):
+  """The fine-tuning command, from checkpoint `init`."""
+  overrides = SHAPE + FINETUNE + [f"init.checkpoint={init}", f"train.compilation_cache_dir={cache}"]
+  return _command("configs/videomae_finetune_k400.py:runlocal", workdir, overrides)
+
+
+def _run(command) -> str:
+  """Runs a `python -m jvssl.main` command to the end; returns its log."""
+  proc = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+  return proc.stdout
+
+
+def _accuracy(workdir) -> float:
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)["classify"]["multiview/top1_accuracy"]
+
+
+def test_finetuning_starts_from_pretraining_and_resumes_exactly_after_sigterm(tmp_path):
+  pretrained, cache = str(tmp_path / "pretrain"), str(tmp_path / "xla_cache")
+  _run(_command("configs/videomae_synthetic.py", pretrained, SHAPE + PRETRAIN))
+
+  uninterrupted = str(tmp_path / "uninterrupted")
+  log = _run(_finetune(uninterrupted, pretrained, cache))
+  assert f"init: init from {pretrained}/checkpoints/20 (init.what='encoder')" in log
+
+  # Stopped partway by SIGTERM (a preempted VM, a SLURM time limit), then the same command again.
+  killed = str(tmp_path / "killed")
+  command = _finetune(killed, pretrained, cache)
+  with open(tmp_path / "killed.err", "w+") as err:
+    proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=err, text=True)
+    for line in proc.stdout:
+      if line.split(" ", 1)[-1].startswith(f"step {KILL_AFTER}/"):
+        proc.send_signal(signal.SIGTERM)
+        break
+    proc.stdout.read()
+    proc.wait(timeout=600)
+    err.seek(0)
+    message = err.read()
+  stopped = re.search(r"stopped by SIGTERM at step (\d+)", message)
+  assert proc.returncode != 0 and stopped, message[-3000:]
+  assert KILL_AFTER <= int(stopped.group(1)) < FINETUNE_STEPS
+  log = _run(command)
+  assert f"resumed from {killed}/checkpoints/{stopped.group(1)}" in log and "init: " not in log
+
+  ours, theirs = initialize.read_checkpoint(killed), initialize.read_checkpoint(uninterrupted)
+  assert ours.where.endswith(f"/{FINETUNE_STEPS}") and theirs.where.endswith(f"/{FINETUNE_STEPS}")
+  assert ours.arrays.keys() == theirs.arrays.keys()
+  for name, value in theirs.arrays.items():
+    assert ours.arrays[name].tobytes() == value.tobytes(), name
+  assert _accuracy(killed) == _accuracy(uninterrupted)
