@@ -1,8 +1,11 @@
-"""Masked video modelling: VideoMAE (tube masking) and MAE-ST (random masking).
+"""Masked video modelling: VideoMAE (tube masking), MAE-ST (random masking), 3D-CSL's PredMAE
+(future masking) and VideoMAE V2's dual masking.
 
 The encoder sees only the visible tokens; a light decoder fills in mask tokens and
 regresses the pixels of the masked tubelets, each normalised by its own mean and
-std per channel (the "normalised pixel" target of MAE/VideoMAE).
+std per channel (the "normalised pixel" target of MAE/VideoMAE). With
+`decoder_mask_ratio` > 0 (VideoMAE V2) the decoder gets mask tokens for only part of
+the masked tubelets, chosen by running-cell masking, and reconstructs just those.
 """
 
 import einops
@@ -57,7 +60,8 @@ class VideoMAEModel(nnx.Module):
     self.decoder_head = layers.Dense(width, patch_dim, axes=("decoder_embed", None), **kw)
 
   def __call__(self, video, visible, masked, rng=None):
-    """Predicts the masked tubelets. visible/masked: int32 [B, Nv] / [B, Nm] token indices.
+    """Predicts the masked tubelets. visible/masked: int32 [B, Nv] / [B, Nm] token indices; `masked`
+    are the tubelets the decoder reconstructs (all the encoder's masked ones, or a subset).
 
     Returns predictions [B, Nm, pt*ph*pw*3] in (pt ph pw c) order.
     """
@@ -100,7 +104,48 @@ def random_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
   )
 
 
-MASKS = {"tube": tube_mask, "random": random_mask}
+def future_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
+  """3D-CSL's PredMAE: every token of the last int(ratio * T') token frames is masked (at least one
+  frame, and one stays visible), so the clip's end is predicted from its beginning. Same outputs as
+  `tube_mask`; the same for every clip (`rng` is unused).
+  """
+  t, h, w = grid
+  num_masked = min(max(int(ratio * t), 1), t - 1) * h * w
+  tokens = jnp.arange(t * h * w, dtype=jnp.int32)
+  split = t * h * w - num_masked
+  return jnp.broadcast_to(tokens[:split], (batch, split)), jnp.broadcast_to(tokens[split:], (batch, num_masked))
+
+
+MASKS = {"tube": tube_mask, "random": random_mask, "future": future_mask}
+
+
+def running_cell_mask(rng, batch: int, grid: tuple[int, int, int], ratio: float):
+  """VideoMAE V2's decoder mask (`RunningCellMaskingGenerator`): bool [B, N], True where the decoder
+  does not reconstruct.
+
+  In every 2x2 cell of positions int(4 * ratio) are dropped; the pattern moves on by one position
+  each token frame, from a random phase per clip, so each position is reconstructed in a fixed
+  share of the frames.
+  """
+  dropped_per_cell = int(4 * ratio)
+  t, h, w = grid
+  queue = jnp.arange(4) < dropped_per_cell
+  cell = (jnp.arange(h)[:, None] % 2) * 2 + jnp.arange(w)[None, :] % 2  # [h, w], row-major in the 2x2 cell.
+  phase = jax.random.randint(rng, (batch, 1, 1, 1), 0, 4)
+  return queue[(cell + phase + jnp.arange(t)[:, None, None] + 1) % 4].reshape(batch, -1)
+
+
+def decoder_subset(rng, masked, dropped, ratio: float):
+  """The masked tokens the decoder reconstructs under dual masking: int32 [B, Nm - int(Nm * ratio)].
+
+  masked: int32 [B, Nm] encoder-masked token indices; dropped: bool [B, N] the decoder mask. The
+  count is fixed for `jax.jit`: a clip with more of its masked tokens kept by the decoder mask
+  reconstructs a random subset of them, one with fewer adds random dropped ones.
+  """
+  count = masked.shape[1] - int(masked.shape[1] * ratio)
+  score = jnp.take_along_axis(dropped, masked, axis=1).astype(jnp.float32) + jax.random.uniform(rng, masked.shape)
+  chosen = jnp.sort(jnp.argsort(score, axis=1)[:, :count], axis=1)
+  return jnp.take_along_axis(masked, chosen, axis=1)
 
 
 def pixel_targets(video, patch_size, normalize: bool, eps: float = 1e-6):
@@ -130,24 +175,38 @@ class VideoMAE(Method):
     return ConfigDict(
       {
         "mask_ratio": 0.9,
-        "mask_type": "tube",  # "tube" (VideoMAE) or "random" (MAE-ST).
+        "mask_type": "tube",  # "tube" (VideoMAE), "random" (MAE-ST) or "future" (the last frames, PredMAE).
         "decoder_width": 384,
         "decoder_depth": 4,
         "decoder_heads": 6,
         "norm_pix_loss": True,
+        # VideoMAE V2's dual masking: the share of the masked tubelets the decoder leaves out (0: off;
+        # 0.25, 0.5 or 0.75 with running-cell masking; V2 uses 0.5).
+        "decoder_mask_ratio": 0.0,
       }
     )
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
     if self.config.method.mask_type not in MASKS:
       raise ConfigError(f"method.mask_type must be one of {list(MASKS)}, not {self.config.method.mask_type!r}")
-    return VideoMAEModel(self.config, rngs=rngs)
+    ratio = self.config.method.decoder_mask_ratio
+    if ratio and not 0 < int(4 * ratio) < 4:
+      raise ConfigError(f"method.decoder_mask_ratio must be 0 (off), 0.25, 0.5 or 0.75, not {ratio}")
+    model = VideoMAEModel(self.config, rngs=rngs)
+    if self.config.method.mask_type == "future" and model.encoder.grid[0] < 2:
+      raise ConfigError("future masking needs at least 2 token frames: raise data.num_frames or shorten the tubelet")
+    return model
 
   def loss(self, model, batch, rng, step):
     method = self.config.method
     video = batch["video"]
     mask_rng, drop_rng = jax.random.split(rng)
     visible, masked = MASKS[method.mask_type](mask_rng, video.shape[0], model.encoder.grid, method.mask_ratio)
+    if method.decoder_mask_ratio:
+      # Keys of their own, so runs without dual masking draw the masks they always drew.
+      cell_rng, subset_rng = jax.random.split(jax.random.fold_in(rng, 1))
+      dropped = running_cell_mask(cell_rng, video.shape[0], model.encoder.grid, method.decoder_mask_ratio)
+      masked = decoder_subset(subset_rng, masked, dropped, method.decoder_mask_ratio)
     pred = model(video, visible, masked, drop_rng).astype(jnp.float32)
     target = pixel_targets(video, model.encoder.patch_size, method.norm_pix_loss)
     target = jnp.take_along_axis(target, masked[..., None], axis=1)

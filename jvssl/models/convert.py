@@ -1,5 +1,6 @@
 """PyTorch checkpoints -> jvssl parameters: official VideoMAE / VideoMAE v2, Hugging Face
-VideoMAE*, and torchvision's r3d/r2plus1d/s3d/mvit_v2_s.
+VideoMAE*, Hugging Face image ViT / ViTMAE (patch embeddings inflated to tubelets), and
+torchvision's r3d/r2plus1d/s3d/mvit_v2_s.
 
 A converter reads a flat {key: array} source and writes into the pure dicts
 (params, rest) of a freshly initialised jvssl model of the method the config
@@ -20,7 +21,10 @@ import numpy as np
 from jvssl.errors import CheckpointError, ConfigError
 from jvssl.models import layers
 
-FORMATS = ("videomae", "hf_videomae", "torchvision")
+FORMATS = ("videomae", "hf_videomae", "hf_vit", "torchvision")
+# How a 2-D patch embedding becomes a tubelet one (I3D's inflation): the kernel divided among the
+# tubelet's frames, or all of it on the central frame and zeros on the others.
+INFLATIONS = ("average", "central")
 
 
 def load_torchvision() -> None:
@@ -387,6 +391,144 @@ def hf_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
   return out, names
 
 
+# ---- transformers image ViT / ViTMAE ---------------------------------------------------------------
+
+
+_HF_VIT_OLD = (  # transformers < 5 block names -> transformers 5's.
+  ("attention.attention.query.", "attention.q_proj."),
+  ("attention.attention.key.", "attention.k_proj."),
+  ("attention.attention.value.", "attention.v_proj."),
+  ("attention.output.dense.", "attention.o_proj."),
+  ("intermediate.dense.", "mlp.fc1."),
+  ("output.dense.", "mlp.fc2."),
+)
+_HF_VIT_BLOCK = (  # transformers 5 block names -> the official layout's.
+  ("attention.q_proj.bias", "attn.q_bias"),
+  ("attention.v_proj.bias", "attn.v_bias"),
+  ("attention.k_proj.bias", "attn.k_bias"),
+  ("attention.o_proj.", "attn.proj."),
+  ("layernorm_before.", "norm1."),
+  ("layernorm_after.", "norm2."),
+)
+
+
+def hf_vit_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """Renames transformers' ViTModel / ViTForImageClassification / ViTMAEModel / ViTMAEForPreTraining keys
+  (transformers 5's `layers.i.attention.q_proj`, or the `encoder.layer.i.attention.attention.query` of
+  earlier versions and most Hub files) to the official layout under `encoder.`: `encoder.cls_token`,
+  `encoder.pos_embed` (with its CLS row), `encoder.patch_embed.proj.weight` (2-D), `encoder.blocks.i.`
+  (q/k/v weights fused into `attn.qkv.weight`), `encoder.norm.`, `head.`. ViTMAE's decoder and ViT's
+  pooler keep their names and are reported unused. Returns (renamed arrays, {new key: original key}).
+  """
+  out, names, qkv = {}, {}, {}
+  for key, value in source.items():
+    k = key[len("vit.") :] if key.startswith("vit.") else key
+    k = re.sub(r"^encoder\.layer\.(\d+)\.", r"layers.\1.", k)
+    k = {
+      "embeddings.cls_token": "encoder.cls_token",
+      "embeddings.position_embeddings": "encoder.pos_embed",
+      "embeddings.patch_embeddings.projection.weight": "encoder.patch_embed.proj.weight",
+      "embeddings.patch_embeddings.projection.bias": "encoder.patch_embed.proj.bias",
+      "layernorm.weight": "encoder.norm.weight",
+      "layernorm.bias": "encoder.norm.bias",
+      "classifier.weight": "head.weight",
+      "classifier.bias": "head.bias",
+    }.get(k, k)
+    block = re.match(r"^layers\.(\d+)\.(.*)$", k)
+    if block:
+      index, rest = block.groups()
+      for old, new in _HF_VIT_OLD:
+        rest = new + rest[len(old) :] if rest.startswith(old) else rest
+      proj = re.match(r"^attention\.([qkv])_proj\.weight$", rest)
+      if proj:
+        qkv.setdefault(index, {})[proj.group(1)] = (key, value)
+        continue
+      for old, new in _HF_VIT_BLOCK:
+        rest = new + rest[len(old) :] if rest.startswith(old) else rest
+      k = f"encoder.blocks.{index}.{rest}"
+    out[k], names[k] = value, key
+  for index, parts in qkv.items():
+    if set(parts) != {"q", "k", "v"}:
+      raise CheckpointError(f"ViT layer {index} has only {sorted(parts)} of the query/key/value projections")
+    out[f"encoder.blocks.{index}.attn.qkv.weight"] = np.concatenate([parts[p][1] for p in "qkv"])
+    names[f"encoder.blocks.{index}.attn.qkv.weight"] = re.sub(
+      r"q_proj|query", lambda q: "{q,k,v}_proj" if q.group() == "q_proj" else "{query,key,value}", parts["q"][0]
+    )
+  return out, names
+
+
+def inflate_patch_kernel(w: np.ndarray, frames: int, how: str) -> np.ndarray:
+  """torch Conv2d weight [D, C, ph, pw] -> tubelet kernel [frames, ph, pw, C, D].
+
+  "average": w / frames on every frame, so a still clip embeds as its image does; "central": w on
+  frame frames // 2, zeros elsewhere.
+  """
+  if how not in INFLATIONS:
+    raise ConfigError(f"--inflate must be one of {', '.join(INFLATIONS)}, not '{how}'")
+  kernel = np.transpose(w, (2, 3, 1, 0))
+  if how == "average":
+    return np.repeat(kernel[None] / frames, frames, axis=0)
+  out = np.zeros((frames, *kernel.shape), kernel.dtype)
+  out[frames // 2] = kernel
+  return out
+
+
+def image_vit(m: Mapper, model, model_config, inflate: str) -> None:
+  """A transformers image ViT / ViTMAE encoder (official-layout keys) into a jvssl video ViT.
+
+  The patch embedding is inflated to the config's tubelets; the learned position table (its patch
+  rows, resampled if the resolution differs) is repeated over the token frames; the CLS row of the
+  table goes into the CLS token, which jvssl gives no position. ViT's key bias is dropped: adding
+  q . b_k to every logit of a query leaves its softmax unchanged.
+  """
+  grid = model.encoder.grid
+  if not m.exists(("params", "encoder", "pos_embed")):
+    raise ConfigError(
+      "image ViT weights carry a learned (ViT) or 2-D sin-cos (ViTMAE) table: set model.pos_embed='learned'"
+    )
+  _, node, _ = m.target(("params", "encoder", "patch_embed"))
+  pt = np.shape(node["patch_embed"])[0]
+  m.copy(
+    "encoder.patch_embed.proj.weight",
+    ("params", "encoder", "patch_embed"),
+    lambda w: inflate_patch_kernel(w, pt, inflate),
+  )
+  m.copy("encoder.patch_embed.proj.bias", ("params", "encoder", "patch_bias"))
+  table = m.take("encoder.pos_embed").reshape(-1, model.encoder.width)
+  cls_pos, patch_pos = table[0], table[1:]
+  side = int(round(np.sqrt(len(patch_pos))))
+  if side * side != len(patch_pos):
+    raise CheckpointError(f"'{m.names.get('encoder.pos_embed')}' has {len(patch_pos)} patch rows, not a square grid")
+  if (side, side) != tuple(grid[1:]):
+    m.adapted.append(
+      f"{m.names.get('encoder.pos_embed')} (resampled from {side}x{side} to {grid[1]}x{grid[2]} patches)"
+    )
+    patch_pos = layers.resize_pos_table(patch_pos, (1, side, side), (1, *grid[1:]))
+  m.put(("params", "encoder", "pos_embed"), np.tile(patch_pos, (grid[0], 1)), "encoder.pos_embed")
+  if m.exists(("params", "encoder", "cls_token")):
+    m.copy("encoder.cls_token", ("params", "encoder", "cls_token"), lambda x: x.reshape(-1) + cls_pos)
+  i = 0
+  while m.has(f"encoder.blocks.{i}.norm1.weight"):
+    map_block(m, f"encoder.blocks.{i}.", ("params", "encoder", "blocks", i))
+    m.ignore(f"encoder.blocks.{i}.attn.k_bias")
+    i += 1
+  _, blocks, _ = m.target(("params", "encoder", "blocks"))
+  if i != len(blocks["blocks"]):
+    raise CheckpointError(
+      f"the checkpoint has {i} encoder blocks, the config's model {len(blocks['blocks'])}: set model.depth to match"
+    )
+  # transformers' ViTs normalise every token, then read the CLS token; that is jvssl's final_norm="tokens".
+  m.copy("encoder.norm.weight", ("params", "encoder", "norm", "scale"))
+  m.copy("encoder.norm.bias", ("params", "encoder", "norm", "bias"))
+  if m.exists(("params", "head", "kernel")) and m.has("head.weight"):
+    if (model_config.pool, model_config.final_norm) != ("cls", "tokens"):
+      raise CheckpointError(
+        "a transformers ViT classifier reads its CLS token: set model.pool='cls' and model.final_norm='tokens'"
+      )
+    m.copy("head.weight", ("params", "head", "kernel"), linear_kernel)
+    m.copy("head.bias", ("params", "head", "bias"))
+
+
 # ---- torchvision 3D CNNs ---------------------------------------------------------------------------
 
 
@@ -486,10 +628,22 @@ def torchvision_mvit(m: Mapper, encoder) -> None:
     dense("head.1", ("params", "head"))
 
 
-def convert(fmt: str, source: dict[str, np.ndarray], model, params: dict, rest: dict, model_config) -> Report:
-  """Fills `params`/`rest` (pure dicts of `model`, the method's module, modified in place) from `source`."""
+def convert(
+  fmt: str, source: dict[str, np.ndarray], model, params: dict, rest: dict, model_config, inflate: str = "average"
+) -> Report:
+  """Fills `params`/`rest` (pure dicts of `model`, the method's module, modified in place) from `source`.
+
+  inflate: how an image model's patch embedding becomes a tubelet one ("hf_vit"; see INFLATIONS).
+  """
   if fmt not in FORMATS:
     raise ConfigError(f"--from must be one of {', '.join(FORMATS)}, not '{fmt}'")
+  if fmt == "hf_vit":
+    if model_config.name != "vit":
+      raise ConfigError(f"ViT checkpoints need model.name='vit', not '{model_config.name}'")
+    source, names = hf_vit_to_official(source)
+    m = Mapper(source, params, rest, names)
+    image_vit(m, model, model_config, inflate)
+    return m.report()
   if fmt in ("videomae", "hf_videomae"):
     if model_config.name != "vit":
       raise ConfigError(f"VideoMAE checkpoints need model.name='vit', not '{model_config.name}'")

@@ -4,7 +4,8 @@
       --config=configs/videomae_k400.py --out=/tmp/run [--config.model.variant=B ...]
 
 Formats: `videomae` (official VideoMAE / VideoMAE v2 .pth), `hf_videomae`
-(transformers VideoMAE* .safetensors or .bin), `torchvision` (r3d_18,
+(transformers VideoMAE* .safetensors or .bin), `hf_vit` (transformers image ViT / ViTMAE, patch
+embeddings inflated to the config's tubelets: `--inflate=average` or `central`), `torchvision` (r3d_18,
 r2plus1d_18, s3d, mvit_v2_s and the other VideoResNets). The train state of the config's
 method is initialised, the checkpoint's arrays replace what they map to, and the
 result is saved as step 0 of `--out`: `python -m jvssl.main --config=<same>
@@ -22,7 +23,7 @@ from jvssl import cli
 log = logging.getLogger("jvssl")
 
 
-def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
+def import_weights(fmt: str, src: str, config, out: str, inflate: str = "average") -> list[str]:
   """Writes step 0 of `out` from `src`; returns the report lines."""
   import jax
   from flax import nnx
@@ -45,7 +46,7 @@ def import_weights(fmt: str, src: str, config, out: str) -> list[str]:
   state = trainer.init(config.seed)
   params, rest = jax.device_get(state.params), jax.device_get(state.rest)
   abstract = nnx.eval_shape(lambda: trainer.method.build(nnx.Rngs(0)))
-  report = convert.convert(fmt, source, abstract, params, rest, config.model)
+  report = convert.convert(fmt, source, abstract, params, rest, config.model, inflate)
   shardings = trainer.state_shardings
   params = jax.device_put(params, shardings.params)
   opt_state = jax.jit(trainer.tx.init, out_shardings=shardings.opt_state)(params)
@@ -69,13 +70,16 @@ def main(argv=None) -> int:
   parser = cli.parser(
     "python -m jvssl.tools.import_weights", __doc__, config_help="the config that will train from the weights"
   )
-  parser.add_argument("--from", dest="fmt", required=True, help="videomae, hf_videomae or torchvision")
+  parser.add_argument("--from", dest="fmt", required=True, help="videomae, hf_videomae, hf_vit or torchvision")
+  parser.add_argument(
+    "--inflate", default="average", help="hf_vit: 2-D patch kernel to tubelets, 'average' or 'central' frame"
+  )
   parser.add_argument("--src", required=True, help=".pth, .bin or .safetensors file")
   parser.add_argument("--out", required=True, help="workdir to create (checkpoint at step 0)")
   args, overrides = cli.parse(parser, argv)
 
   def work():
-    for line in import_weights(args.fmt, args.src, cli.load_config(args.config, overrides), args.out):
+    for line in import_weights(args.fmt, args.src, cli.load_config(args.config, overrides), args.out, args.inflate):
       log.info("%s", line)
     log.info("wrote %s/checkpoints/0; train or evaluate with --config=%s --workdir=%s", args.out, args.config, args.out)
 

@@ -1,0 +1,70 @@
+"""The masked-modelling family on jvssl's synthetic data, on the geometry of the VideoMAE demo
+(configs/videomae_synthetic.py), so their results compare with it directly.
+
+Variants name the method: `:vjepa` (latents of an EMA target encoder), `:maskfeat` (HOG of masked
+tubes), `:videomae_v2` (VideoMAE with dual masking: the decoder reconstructs half of the masked
+tokens), `:future` (VideoMAE masking the last frames, 3D-CSL's PredMAE), `:mvd` (features of frozen
+image and video teachers), `:videomae` (the demo itself, with this file's evaluations); add
+`,runlocal` for a CPU smoke run.
+  python -m jvssl.main --config=configs/masked_synthetic.py:vjepa --workdir=/tmp/vjepa
+  python -m jvssl.tools.compare_methods --config=configs/masked_synthetic.py --methods=videomae,vjepa,maskfeat \
+      --workdir=/tmp/compare_masked
+"""
+
+import importlib.util
+import os
+
+from jvssl.config import base_config, eval_config, parse_arg
+
+METHODS = ("vjepa", "maskfeat", "videomae_v2", "future", "mvd", "videomae")
+# Variants that are VideoMAE with other masking.
+_VIDEOMAE = ("videomae", "videomae_v2", "future")
+# Sections the demo's geometry and training schedule are copied from.
+_SHARED = ("seed", "data", "optimizer", "schedule", "train", "eval")
+
+
+def demo_config(runlocal: bool):
+  """configs/videomae_synthetic.py's config (its geometry is what every variant here uses)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "videomae_synthetic.py")
+  spec = importlib.util.spec_from_file_location("jvssl_videomae_synthetic", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config("runlocal" if runlocal else None)
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, method="vjepa", runlocal=False)
+  if arg.method not in METHODS:
+    raise ValueError(f"unknown variant {arg.method!r}; one of {', '.join(METHODS)}")
+  demo = demo_config(arg.runlocal)
+  c = base_config(model="vit", method="videomae" if arg.method in _VIDEOMAE else arg.method)
+  for key in _SHARED:
+    c[key] = demo[key].copy_and_resolve_references() if key != "seed" else demo[key]
+  c.model = demo.model.copy_and_resolve_references()
+  m = c.method
+  decoder = (demo.method.decoder_width, demo.method.decoder_depth, demo.method.decoder_heads)
+  if arg.method in _VIDEOMAE:
+    c.method = demo.method.copy_and_resolve_references()
+    if arg.method == "videomae_v2":
+      c.method.decoder_mask_ratio = 0.5  # VideoMAE V2's running-cell decoder mask.
+    elif arg.method == "future":
+      # The last half of the token frames; the demo's 8 frames are 2 token frames, so this is the last one.
+      c.method.mask_type, c.method.mask_ratio = "future", 0.5
+  elif arg.method == "vjepa":
+    # A predictor as narrow as the demo's decoder; V-JEPA's blocks as they are (short ones are 5 of 36 positions).
+    m.predictor_width, m.predictor_depth, m.predictor_heads = decoder
+    m.min_context = 4
+    m.ema = (0.996, 1.0)
+  elif arg.method == "maskfeat":
+    m.mask_ratio = 0.4
+  elif arg.method == "mvd":
+    m.decoder_width, m.decoder_depth, m.decoder_heads = decoder
+    m.mask_ratio = demo.method.mask_ratio
+
+  # Frozen-feature evaluations of the pooled embedding, the same for every method (as ssl_synthetic.py).
+  c.evals.knn = eval_config("knn", num_train=demo.evals.knn.num_train, readout="mean")
+  c.evals.linear_probe = eval_config(
+    "linear_probe", num_train=demo.evals.linear_probe.num_train, readout="mean", steps=demo.evals.linear_probe.steps
+  )
+  c.lock()
+  return c
