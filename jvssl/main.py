@@ -24,6 +24,14 @@ def parse_args(argv: list[str]):
     choices=("train", "eval"),
     help="train (and evaluate at the end), or evaluate the workdir's latest checkpoint",
   )
+  parser.add_argument(
+    "--evals",
+    help="comma-separated tasks to evaluate instead of the config's evals: names of config.evals entries or of "
+    "evaluators (with their defaults; --config.evals.NAME.field=value sets their fields)",
+  )
+  parser.add_argument(
+    "--pictures", action="store_true", help="also draw pictures of the model into WORKDIR/pictures and TensorBoard"
+  )
   parser.add_argument("--coordinator_address", help="HOST:PORT of process 0, for clusters JAX does not detect")
   parser.add_argument("--num_processes", type=int, help="number of processes in the job (with --coordinator_address)")
   parser.add_argument("--process_id", type=int, help="this process's index (with --coordinator_address)")
@@ -41,7 +49,24 @@ def make_writer(workdir: str):
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(epath.Path(workdir) / "tensorboard")))
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def load_config(spec: str, overrides: list[str], evals: str | None):
+  """The config, with config.evals replaced by the comma-separated `evals` if given. Overrides of evals fields
+  apply after that, so they reach evaluators the recipe does not list."""
+  if not evals:
+    return cli.load_config(spec, overrides)
+  from jvssl import config as config_lib
+  from jvssl.evaluate import common
+
+  later = [item for item in overrides if item.startswith("evals.")]
+  config = cli.load_config(spec, [item for item in overrides if item not in later])
+  config = common.select_evals(config, [name.strip() for name in evals.split(",") if name.strip()])
+  for item in later:
+    config_lib.apply_override(config, item)
+  config_lib.validate(config)
+  return config
+
+
+def train_and_evaluate(config, workdir: str, pictures: bool = False) -> dict:
   """Trains (evaluating config.evals every `every_steps`), then evaluates the result; returns the columns."""
   from jvssl import checkpointing, train
   from jvssl.evaluate import common
@@ -49,13 +74,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   checkpointing.check_writable(workdir)
   writer = make_writer(workdir)
   result = train.train(config, workdir, writer=writer, on_eval=common.Evaluation(config, writer))
-  columns = evaluate_model(config, result.trainer, result.state, workdir, writer)
+  columns = evaluate_model(config, result.trainer, result.state, workdir, writer, pictures=pictures)
   if writer is not None:
     writer.close()
   return columns
 
 
-def evaluate_checkpoint(config, workdir: str) -> dict:
+def evaluate_checkpoint(config, workdir: str, pictures: bool = False) -> dict:
   from jvssl import checkpointing, sharding, trainer as trainer_lib
   from jvssl.errors import UserError
 
@@ -69,13 +94,25 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   # The newest good checkpoint: a damaged newer one is moved aside and reported, as when training resumes.
   _, state, _ = ckpt.restore_latest(trainer.abstract_state())
   ckpt.close()
-  return evaluate_model(config, trainer, state, workdir, writer=None)
+  # TensorBoard only for the pictures: an evaluation alone leaves the run's logs as they were.
+  writer = make_writer(workdir) if pictures else None
+  columns = evaluate_model(config, trainer, state, workdir, writer, pictures=pictures)
+  if writer is not None:
+    writer.close()
+  return columns
 
 
-def evaluate_model(config, trainer, state, workdir: str, writer) -> dict:
-  """config.evals on the model in `state` (and on the random initialisation if config.eval asks); prints the table."""
+def evaluate_model(config, trainer, state, workdir: str, writer, pictures: bool = False) -> dict:
+  """config.evals on the model in `state` (and on the random initialisation if config.eval asks); prints the table.
+
+  pictures: also draws `jvssl.evaluate.pictures` of the model in `state` into the workdir (and the writer).
+  """
   from jvssl.evaluate import common
 
+  if pictures:
+    from jvssl.evaluate import pictures as pictures_lib
+
+    pictures_lib.draw(config, trainer.predictor(state), trainer.mesh, workdir, writer=writer, step=int(state.step))
   if not config.evals:
     return {}
   columns = {}
@@ -113,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
       log.info("workdir: %s (from the recipe's name; --workdir=DIR picks another)", workdir)
     distributed.initialize(distributed.Cluster(args.coordinator_address, args.num_processes, args.process_id))
     cli.setup_logging(main_process=distributed.is_main())
-    config = cli.load_config(args.config, overrides)
+    config = load_config(args.config, overrides, args.evals)
     setup_jax(config)
     if args.mode == "train":
-      train_and_evaluate(config, workdir)
+      train_and_evaluate(config, workdir, args.pictures)
     else:
-      evaluate_checkpoint(config, workdir)
+      evaluate_checkpoint(config, workdir, args.pictures)
 
   return cli.run(run)
 

@@ -11,8 +11,9 @@ import json
 import logging
 
 from etils import epath
+from ml_collections import ConfigDict
 
-from jvssl import registry
+from jvssl import config as config_lib, registry
 from jvssl.evaluate import features
 
 log = logging.getLogger("jvssl")
@@ -22,8 +23,10 @@ def run(config, predictor, mesh, *, names=None, step=None, writer=None) -> dict[
   """Runs the evaluators `names` (default: all of config.evals) on `predictor`; returns {"name/metric": value}."""
   cache = features.FeatureCache(config, predictor, mesh)
   results = {}
-  for name in names if names is not None else list(config.evals):
+  names = names if names is not None else list(config.evals)
+  for i, name in enumerate(names):
     cfg = config.evals[name]
+    log.info("eval %s (%d of %d)", name, i + 1, len(names))
     try:
       metrics = registry.EVALUATORS.get(cfg.type).run(config, cfg, predictor, mesh, cache)
     except features.Unavailable as e:
@@ -34,6 +37,18 @@ def run(config, predictor, mesh, *, names=None, step=None, writer=None) -> dict[
   if writer is not None and step is not None:
     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
   return results
+
+
+def select_evals(config, names) -> ConfigDict:
+  """A copy of config whose evals are `names`: each the recipe's entry of that name if it has one,
+  else the evaluator registered under that name with its defaults (ConfigError if there is none)."""
+  config = config.copy_and_resolve_references()
+  evals = ConfigDict()
+  for name in names:
+    evals[name] = config.evals[name] if name in config.evals else config_lib.eval_config(name)
+  with config.unlocked():
+    config.evals = evals
+  return config
 
 
 class Evaluation:
@@ -60,7 +75,7 @@ def comparison_table(columns: dict[str, dict[str, float]]) -> str:
 def _cell(metric: str, value) -> str:
   if value is None:
     return "-"
-  percent = metric.endswith("accuracy") or "/recall@" in metric
+  percent = metric.endswith(("accuracy", "/edit")) or "/recall@" in metric or "/f1@" in metric
   return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 

@@ -1,0 +1,121 @@
+"""Synthetic videos for the tasks beyond classification: a shape whose motion changes within the video, with a
+motion label for every frame (temporal action segmentation, transition points, alignment phases).
+
+Like `jvssl.data.synthetic`, everything about video `i` follows from (seed, split, i), and the motions are that
+module's `MOTIONS` (right, left, down, up, rotate_cw, rotate_ccw, grow, shrink, ...). Each video is one shape on
+a plain background; it moves by one motion for a segment of frames, then by another, and so on. Positions wrap
+around the frame (the shape leaves on one side and comes back on the other), so a translation can last any
+number of frames without its label lying; growing and shrinking are chosen so the size stays within `radius`.
+Frames are at the rate of a clip's frames: one frame here is one of `num_frames` frames the encoder reads.
+
+Rendered with numpy on the host (a few hundred small videos for an evaluation), not inside tf.data.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from jvssl.data.synthetic import MOTIONS
+
+_SPLIT_SALT = {"train": 0, "test": 1, "val": 2}
+SHAPES = ("disk", "square", "triangle", "bar")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationVideos:
+  """Videos with a label per frame. video(index) -> (uint8 [length, size, size, 3], int32 [length]).
+
+  num_classes: the first N of `synthetic.MOTIONS`; segment: (shortest, longest) run of one motion in frames;
+  travel, turn, zoom: per-frame translation (image widths), rotation (radians) and log-size change, drawn per
+  segment; radius: the shape's radius in image widths, (smallest, largest).
+  """
+
+  length: int
+  size: int
+  num_classes: int = 4
+  segment: tuple[int, int] = (6, 16)
+  travel: tuple[float, float] = (0.02, 0.04)
+  turn: tuple[float, float] = (0.15, 0.3)
+  zoom: tuple[float, float] = (0.02, 0.04)
+  radius: tuple[float, float] = (0.15, 0.32)
+  pixel_noise: float = 0.02
+  seed: int = 4321
+
+  def __post_init__(self):
+    if not 2 <= self.num_classes <= len(MOTIONS):
+      raise ValueError(f"num_classes must be in 2..{len(MOTIONS)}, got {self.num_classes}")
+    if self.num_classes == 7:
+      raise ValueError("num_classes 7 has 'grow' but not 'shrink', which it needs to keep the size in range")
+    if not 1 <= self.segment[0] <= self.segment[1]:
+      raise ValueError(f"segment must be (shortest, longest) with 1 <= shortest <= longest, got {self.segment}")
+
+  def labels(self, rng: np.random.Generator) -> np.ndarray:
+    """int32 [length]: runs of `segment` frames, each a motion other than the one before it."""
+    out, last = [], -1
+    while len(out) < self.length:
+      motion = int(rng.integers(0, self.num_classes - 1))
+      motion += motion >= last >= 0  # Any class but the previous one.
+      out += [motion] * int(rng.integers(self.segment[0], self.segment[1] + 1))
+      last = motion
+    return np.asarray(out[: self.length], np.int32)
+
+  def video(self, index: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([self.seed, _SPLIT_SALT[split], index])
+    labels = self.labels(rng)
+    shape = int(rng.integers(0, len(SHAPES)))
+    # Per-frame steps of the pose, from each segment's draws; growing and shrinking swap where the size would leave
+    # its range, so a run of "grow" is always growth.
+    steps = np.zeros((self.length, 4))  # dx, dy, dangle, dlog_radius
+    log_r0 = log_r = math.log(rng.uniform(*self.radius))
+    lo, hi = math.log(self.radius[0]), math.log(self.radius[1])
+    start = 0
+    for end in [*np.flatnonzero(np.diff(labels)) + 1, self.length]:
+      n = end - start
+      dx, dy, rot, zoom = MOTIONS[labels[start]][1]
+      rate = rng.uniform(*self.zoom)
+      if zoom and not lo <= log_r + zoom * rate * n <= hi:
+        zoom = -zoom
+        labels[start:end] = [name for name, _ in MOTIONS].index("grow" if zoom > 0 else "shrink")
+      steps[start:end] = (
+        dx * rng.uniform(*self.travel),
+        dy * rng.uniform(*self.travel),
+        rot * rng.uniform(*self.turn),
+        zoom * rate,
+      )
+      log_r += zoom * rate * n
+      start = end
+    # Pose at frame t: the start pose plus the steps of the frames before it.
+    pose = np.cumsum(np.concatenate([np.zeros((1, 4)), steps[:-1]]), axis=0)
+    pose += (rng.uniform(), rng.uniform(), rng.uniform(0, 2 * math.pi), log_r0)
+    return self._render(rng, shape, pose[:, 0], pose[:, 1], pose[:, 2], np.exp(pose[:, 3])), labels
+
+  def _render(self, rng, shape: int, cx, cy, angle, radius) -> np.ndarray:
+    coords = (np.arange(self.size) + 0.5) / self.size
+    # Offsets from the centre on the torus, so a shape crossing an edge shows on both sides.
+    dx = (coords[None, None, :] - cx[:, None, None] + 0.5) % 1.0 - 0.5
+    dy = (coords[None, :, None] - cy[:, None, None] + 0.5) % 1.0 - 0.5
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    r = radius[:, None, None]
+    u, v = (dx * cos + dy * sin) / r, (-dx * sin + dy * cos) / r
+    inside = {
+      "disk": lambda: 1.0 - np.hypot(u, v),
+      "square": lambda: 0.8 - np.maximum(abs(u), abs(v)),
+      "triangle": lambda: np.min(
+        [0.5 - (u * math.cos(a) + v * math.sin(a)) for a in np.pi / 2 + np.arange(3) * 2 * np.pi / 3], axis=0
+      ),
+      "bar": lambda: np.minimum(1.0 - abs(u), 0.4 - abs(v)),
+    }[SHAPES[shape]]()
+    mask = 1.0 / (1.0 + np.exp(-np.clip(inside * r * self.size * 2.0, -30, 30)))
+    # Stripes fixed to the shape, so rotation shows on round shapes too.
+    stripes = 0.5 + 0.5 * np.sin(u * rng.uniform(2.0, 5.0) + rng.uniform(0, 2 * math.pi))
+    colour_a, colour_b, background = rng.uniform(size=3), rng.uniform(size=3), rng.uniform(0.15, 0.85, size=3)
+    shape_rgb = colour_a * stripes[..., None] + colour_b * (1.0 - stripes[..., None])
+    frames = background * (1.0 - mask[..., None]) + shape_rgb * mask[..., None]
+    frames += self.pixel_noise * rng.normal(size=frames.shape)
+    return np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+  def split(self, split: str, num_videos: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first num_videos videos of `split`: (uint8 [V, length, size, size, 3], int32 [V, length])."""
+    pairs = [self.video(i, split) for i in range(num_videos)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
