@@ -1,9 +1,11 @@
 """Contrastive, self-distillation and pretext methods on jvssl's synthetic data, on the geometry of the
 VideoMAE demo (configs/videomae_synthetic.py), so their results compare with it directly.
 
-Variants name the method: `:simclr`, `:moco_v3`, `:byol`, `:dino`, `:vicreg`, `:pretext`, `:combined`
-(VideoMAE + SimCLR on one encoder), `:videomae` (the demo itself, with this file's evaluations);
-add `,runlocal` for a CPU smoke run.
+Variants name the method: `:simclr`, `:moco_v3`, `:byol`, `:dino`, `:vicreg`, `:pretext` (all four tasks),
+`:pretext_speed`, `:pretext_order`, `:pretext_jigsaw`, `:pretext_rotation` (one task alone), `:combined`
+(VideoMAE + SimCLR on one encoder), `:videomae` (the demo's method, with this file's data and evaluations);
+add `,runlocal` for a CPU smoke run. The data is the demo's (version 1 of the synthetic set); `,version=2`
+draws every clip's appearance afresh, so two clips of a video share only their shape and motion.
   python -m jvssl.main --config=configs/ssl_synthetic.py:simclr --workdir=/tmp/simclr
   python -m jvssl.tools.compare_methods --config=configs/ssl_synthetic.py --methods=videomae,simclr,byol \
       --workdir=/tmp/compare --config.train.num_steps=300
@@ -14,7 +16,12 @@ import os
 
 from jvssl.config import base_config, eval_config, parse_arg
 
-METHODS = ("simclr", "moco_v3", "byol", "dino", "vicreg", "pretext", "combined", "videomae")
+PRETEXT_TASKS = ("speed", "order", "jigsaw", "rotation")
+METHODS = (
+  ("simclr", "moco_v3", "byol", "dino", "vicreg", "pretext")
+  + tuple(f"pretext_{task}" for task in PRETEXT_TASKS)
+  + ("combined", "videomae")
+)
 # Sections the demo's geometry and training schedule are copied from.
 _SHARED = ("seed", "data", "optimizer", "schedule", "train", "eval")
 
@@ -29,46 +36,59 @@ def demo_config(runlocal: bool):
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, method="simclr", runlocal=False)
+  arg = parse_arg(arg, method="simclr", runlocal=False, version=1)
   if arg.method not in METHODS:
     raise ValueError(f"unknown variant {arg.method!r}; one of {', '.join(METHODS)}")
+  task = arg.method.removeprefix("pretext_") if arg.method.startswith("pretext_") else None
+  method = "pretext" if task else arg.method
   demo = demo_config(arg.runlocal)
-  c = base_config(model="vit", method=arg.method)
+  c = base_config(model="vit", method=method)
   for key in _SHARED:
     c[key] = demo[key].copy_and_resolve_references() if key != "seed" else demo[key]
   c.model = demo.model.copy_and_resolve_references()
   width = demo.model.width
   hidden, embed = 4 * width, width
 
-  # Several clips per video at different times, each with its own crop (CVRL's sampling).
-  c.data.synthetic.video_length = 2 * c.data.num_frames * c.data.frame_stride
-  if arg.method in ("simclr", "moco_v3", "byol", "vicreg", "combined"):
+  syn = c.data.synthetic
+  if arg.version == 2:
+    syn.version = 2
+    syn.cache = False  # Every clip is drawn afresh.
+    # Each clip spans its whole video: with nothing but shape and motion shared by a video's clips, a longer
+    # video would only make the motion within one clip smaller.
+    syn.video_length = 0
+    syn.radius, syn.zoom, syn.travel = (0.18, 0.26), (0.25, 0.5), (0.2, 0.4)
+  else:
+    # Several clips per video at different times (CVRL's sampling).
+    syn.video_length = 2 * c.data.num_frames * c.data.frame_stride
+  if method in ("simclr", "moco_v3", "byol", "vicreg", "combined"):
     c.data.clips_per_video = 2
-    c.data.augment.random_crop_scale = (0.3, 1.0)
-    c.data.augment.flip = True
+    c.data.augment.random_crop_scale = (0.3, 1.0)  # Each clip its own crop.
+    c.data.augment.flip = arg.version == 1  # A mirror image turns motion "right" into "left".
   m = c.method
-  if arg.method == "videomae":
+  if method == "videomae":
     c.method = demo.method.copy_and_resolve_references()
-  elif arg.method in ("simclr", "moco_v3", "byol"):
+  elif method in ("simclr", "moco_v3", "byol"):
     m.hidden_dim, m.embed_dim, m.head_layers = hidden, embed, 2
     m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
-    if arg.method != "simclr":
+    if method != "simclr":
       m.predictor_layers = 2
-  elif arg.method == "dino":
+  elif method == "dino":
     m.hidden_dim, m.bottleneck_dim, m.num_prototypes = hidden, embed, 256
     m.num_global_views, m.num_local_views = 2, 2
     m.teacher_temp, m.warmup_teacher_temp, m.teacher_temp_warmup_steps = 0.07, 0.04, c.train.num_steps // 3
     m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
-  elif arg.method == "vicreg":
+  elif method == "vicreg":
     m.expander_dim = hidden  # The paper's expander is 4x wider than ResNet-50's 2048-d output.
     m.view_color_strength, m.view_grayscale_prob = 0.5, 0.2
-  elif arg.method == "pretext":
+  elif method == "pretext":
     m.speeds = (1, 2, 4)
     m.order_segments = 4 if c.data.num_frames >= 8 else 2
     m.order_permutations = 12 if c.data.num_frames >= 8 else 2
     m.jigsaw_grid = (1, 2, 2)
     m.jigsaw_permutations = 12
-  elif arg.method == "combined":
+    if task:
+      m.tasks, m.task_weights = (task,), (1.0,)
+  elif method == "combined":
     m.methods, m.weights = ("videomae", "simclr"), (1.0, 1.0)
     for key, value in demo.method.items():
       if key != "name":
@@ -81,5 +101,19 @@ def get_config(arg=None):
   c.evals.linear_probe = eval_config(
     "linear_probe", num_train=demo.evals.linear_probe.num_train, readout="mean", steps=demo.evals.linear_probe.steps
   )
+  # A one-block attentive probe on the frozen tokens, 2 x 2 settings of V-JEPA 2's sweep: small enough for a CPU.
+  c.evals.attentive_probe = eval_config(
+    "attentive_probe",
+    num_train=demo.evals.linear_probe.num_train,
+    depth=1,
+    num_heads=4,
+    lrs=(3e-3, 1e-3),
+    weight_decays=(0.01, 0.1),
+    batch_size=128,
+    num_epochs=10,
+  )
+  if arg.runlocal:
+    c.evals.attentive_probe.num_heads, c.evals.attentive_probe.num_epochs = 2, 2
+    c.evals.attentive_probe.batch_size = 16
   c.lock()
   return c

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ml_collections import ConfigDict
 
 from jvssl import registry
-from jvssl.data import augment
+from jvssl.data import augment, sampling
 from jvssl.errors import ConfigError
 
 
@@ -73,6 +73,7 @@ def data_defaults() -> ConfigDict:
   # "segment" (TSN: one frame from each of num_frames equal segments).
   data.sampling = "random"
   data.max_clip_distance = 0  # > 0: the clips of one video start within this many frames of the first.
+  data.update(sampling.default_config())  # CVRL's interval sampling (clip_interval_power).
   # Stop with an error when more than this fraction of a batch was unreadable video (each one is skipped,
   # counted and stood in for by another video).
   data.max_bad_fraction = 0.5

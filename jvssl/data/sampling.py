@@ -7,10 +7,31 @@ padded by repeating its last frame (the documented rule for short videos).
 """
 
 import numpy as np
+from ml_collections import ConfigDict
 
 from jvssl.errors import ConfigError
 
 MODES = ("random", "segment")
+
+
+def default_config() -> ConfigDict:
+  """The sampler's fields of `config.data` that jvssl/config.py does not declare itself, with their defaults."""
+  return ConfigDict(
+    {
+      # > 0: CVRL's temporal interval sampling. The gap t (frames) from a video's first clip to each other clip
+      # is drawn with P(t) proportional to c - t^a (a = this; c makes P vanish just past the largest gap),
+      # then the first clip is placed uniformly where all fit. a = 1 is CVRL's -t + c; a < 1 favours near
+      # clips more, a > 1 less. 0: every clip's start is drawn independently (whose gaps also fall linearly).
+      "clip_interval_power": 0.0,
+    }
+  )
+
+
+def options(data_config) -> ConfigDict:
+  """The sampler's fields from `data_config`, with the defaults of those it lacks (configs that predate them)."""
+  out = default_config()
+  out.update({k: data_config[k] for k in out if k in data_config})
+  return out
 
 
 def rng_for(seed) -> np.random.Generator:
@@ -28,7 +49,8 @@ def clip_indices(length: int, data_config, rng: np.random.Generator | None) -> n
     if rng is None:
       starts = [max(length - span(t, stride), 0) // 2] * k
     else:
-      starts = window_starts(length, k, t, stride, data_config.max_clip_distance, rng)
+      power = options(data_config).clip_interval_power
+      starts = window_starts(length, k, t, stride, data_config.max_clip_distance, rng, power)
     out = np.stack([start + stride * np.arange(t) for start in starts])
   elif data_config.sampling == "segment":
     out = np.stack([segment_indices(length, t, rng) for _ in range(k)])
@@ -43,18 +65,39 @@ def span(num_frames: int, stride: int) -> int:
 
 
 def window_starts(
-  length: int, k: int, num_frames: int, stride: int, max_distance: int, rng: np.random.Generator
+  length: int,
+  k: int,
+  num_frames: int,
+  stride: int,
+  max_distance: int,
+  rng: np.random.Generator,
+  interval_power: float = 0.0,
 ) -> list[int]:
   """k random window starts; with max_distance > 0 all lie within max_distance frames of the first.
 
   Contrastive methods (rho clips per video) use max_distance to keep positives related in time.
+  interval_power > 0: the gaps from the first start follow `interval_weights` (CVRL's sampling).
   """
   last = max(length - span(num_frames, stride), 0)
+  if interval_power > 0:
+    largest = min(last, max_distance) if max_distance > 0 else last
+    weights = interval_weights(largest, interval_power)
+    gaps = rng.choice(largest + 1, size=k - 1, p=weights)
+    first = int(rng.integers(0, last - max(gaps, default=0) + 1))
+    return [first] + [first + int(g) for g in gaps]
   first = int(rng.integers(0, last + 1))
   if max_distance <= 0:
     return [first] + [int(rng.integers(0, last + 1)) for _ in range(k - 1)]
   low, high = max(first - max_distance, 0), min(first + max_distance, last)
   return [first] + [int(rng.integers(low, high + 1)) for _ in range(k - 1)]
+
+
+def interval_weights(largest: int, power: float) -> np.ndarray:
+  """Probabilities float64 [largest + 1] of the gaps 0..largest: proportional to c - t^power, c = (largest + 1)^power
+  (CVRL's decreasing "power function" family; power 1 falls linearly to almost nothing at the largest gap)."""
+  t = np.arange(largest + 1, dtype=np.float64)
+  weights = float(largest + 1) ** power - t**power
+  return weights / weights.sum()
 
 
 def segment_indices(length: int, num_frames: int, rng: np.random.Generator | None) -> np.ndarray:

@@ -10,9 +10,24 @@ Two labellings of the same kind of video are offered (`synthetic.label`):
     rotation, growing or shrinking). No single frame tells it: a model has to
     relate frames, a harder test of temporal modelling.
 
+Two versions (`synthetic.version`):
+  1: each video draws its colours, background, size, speed, start position and
+    angle once, and its clips are windows of it. Two clips of one video share
+    all of these, so a contrastive method can match them by colour alone.
+  2: the index fixes only the shape (index % num_classes) and the motion
+    ((index // num_classes) % num_classes), the same whichever is the label, so
+    one pretrained model is evaluated on both labellings of the same videos.
+    Everything else (colours, background, size, exact speed, position, angle)
+    is drawn afresh for every clip sampled: two clips of one video have in
+    common only what two videos of the same shape and motion have. Shapes start
+    near upright (`tilt`) so a frame's rotation shows, and lie lighter or
+    darker than the background (`contrast`) so grey views keep the outline.
+
 Rendering is written in TensorFlow ops so it runs inside tf.data like any real
-source. Everything about example `i` follows from (seed, split, i): the same
-index always gives the same video, on any host, in any order.
+source. Which frames make a clip is drawn by `jvssl/data/sampling.py`, as for
+every source. Everything about example `i` follows from (seed, split, i) and,
+in version 2, the example's seed: the same index and seed always give the same
+clip, on any host, in any order.
 """
 
 import json
@@ -25,6 +40,7 @@ import tensorflow as tf
 from ml_collections import ConfigDict
 
 from jvssl import registry
+from jvssl.data import sampling
 from jvssl.errors import ConfigError
 
 # (dx, dy, rotation sense, zoom sense) per class; the first `num_classes` are used.
@@ -55,8 +71,11 @@ class SyntheticSource:
   def default_config() -> ConfigDict:
     return ConfigDict(
       {
+        "version": 1,  # 1: appearance drawn per video; 2: per clip sampled (see the module docstring).
         "label": "shape",  # What the class is: "shape" or "motion" (see the module docstring).
-        "num_classes": 8,  # The first N shapes or motions; the other attribute varies over all of its kinds.
+        # The first N shapes or motions. Version 1: the other attribute varies over all of its kinds;
+        # version 2: over its first N kinds too.
+        "num_classes": 8,
         "num_train": 8192,
         "num_test": 1024,
         "seed": 1234,  # The data set's own seed: which videos exist, not their order.
@@ -69,6 +88,10 @@ class SyntheticSource:
         "background_texture": 0.15,  # Amplitude of the static background pattern.
         "background_frequency": (1.0, 3.0),  # Cycles per image width of its gratings.
         "pixel_noise": 0.02,  # Std of fresh per-frame pixel noise.
+        "tilt": 0.4,  # Version 2: the starting angle is uniform in +-tilt radians (version 1: any angle).
+        # Version 2: how far each channel of the shape's two colours lies from the background's, all lighter
+        # or all darker.
+        "contrast": (0.2, 0.5),
         # Render each split once and keep it in memory (num_examples * video_length * size^2 * 3 bytes):
         # rendering costs as much CPU as a small model's step, and a run sees each video many times.
         "cache": False,
@@ -84,9 +107,21 @@ class SyntheticSource:
       raise ConfigError(
         f"synthetic.num_classes must be in 1..{kinds} for label '{self.cfg.label}', got {self.cfg.num_classes}"
       )
+    if self.cfg.version not in (1, 2):
+      raise ConfigError(f"synthetic.version must be 1 or 2, not {self.cfg.version!r}")
+    if self.cfg.version == 2:
+      kinds = min(len(SHAPES), len(MOTIONS))
+      if self.cfg.num_classes > kinds:
+        raise ConfigError(f"synthetic.num_classes must be in 1..{kinds} for version 2, got {self.cfg.num_classes}")
+      if self.cfg.cache:
+        raise ConfigError(
+          "synthetic.cache keeps each video as first rendered, but version 2 draws every clip afresh: "
+          "set synthetic.cache=False"
+        )
     if split not in _SPLIT_SALT:
       raise ConfigError(f"synthetic split must be one of {list(_SPLIT_SALT)}, not {split!r}")
     self.split = split
+    self.data = data_config
     self.num_frames = data_config.num_frames
     self.frame_stride = data_config.frame_stride
     self.clips_per_video = data_config.clips_per_video
@@ -99,18 +134,30 @@ class SyntheticSource:
       raise ConfigError(f"synthetic.video_length {self.video_length} is shorter than one clip ({span} frames)")
 
   def label(self, index):
-    return tf.cast(index % self.num_classes, tf.int32)
+    shape_id, motion_id = self.kinds(index)
+    return shape_id if self.cfg.label == "shape" else motion_id
+
+  def kinds(self, index) -> tuple[tf.Tensor, tf.Tensor]:
+    """(shape_id, motion_id) of video `index`, int32 scalars."""
+    n = self.num_classes
+    if self.cfg.version == 2:
+      return tf.cast(index % n, tf.int32), tf.cast(index // n % n, tf.int32)
+    # The attribute that is not the label is drawn from all its kinds, independently of the label.
+    other = tf.random.stateless_uniform([], self._video_seed(index) + 997, 0, 1 << 30, tf.int32)
+    if self.cfg.label == "shape":
+      return tf.cast(index % n, tf.int32), other % len(MOTIONS)
+    return other % len(SHAPES), tf.cast(index % n, tf.int32)
+
+  def _video_seed(self, index) -> tf.Tensor:
+    return tf.stack([tf.constant(self.cfg.seed + 7919 * _SPLIT_SALT[self.split], tf.int64), index])
 
   def video(self, index) -> tf.Tensor:
-    """The whole video `index`: uint8 [video_length, S, S, 3], a function of (data set seed, split, index)."""
-    video_seed = tf.stack([tf.constant(self.cfg.seed + 7919 * _SPLIT_SALT[self.split], tf.int64), index])
-    # The attribute that is not the label is drawn from all its kinds, independently of the label.
-    other = tf.random.stateless_uniform([], video_seed + 997, 0, 1 << 30, tf.int32)
-    if self.cfg.label == "shape":
-      shape_id, motion_id = self.label(index), other % len(MOTIONS)
-    else:
-      shape_id, motion_id = other % len(SHAPES), self.label(index)
-    return render(video_seed, motion_id, shape_id, self.video_length, self.image_size, self.cfg)
+    """The whole video `index`: uint8 [video_length, S, S, 3], a function of (data set seed, split, index).
+
+    In version 2 this is one draw of its appearance; `load` draws one for every clip."""
+    shape_id, motion_id = self.kinds(index)
+    times = tf.linspace(0.0, 1.0, self.video_length)
+    return render(self._video_seed(index), motion_id, shape_id, times, self.image_size, self.cfg)
 
   def rendered(self) -> tf.Tensor:
     """Every video of the split, uint8 [N, video_length, S, S, 3], rendered once per process and kept."""
@@ -123,24 +170,43 @@ class SyntheticSource:
     return _RENDERED[key]
 
   def load(self, index, seed):
-    """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions)."""
+    """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions; in version 2
+    also every clip's appearance)."""
     label = self.label(index)
-    if self.cfg.cache:
-      with tf.init_scope():  # Render eagerly, outside the tf.data function being traced.
-        videos = self.rendered()
-      video = tf.gather(videos, index)
+    indices = tf.numpy_function(
+      lambda s: sampling.clip_indices(self.video_length, self.data, sampling.rng_for(s)),
+      [seed],
+      tf.int64,
+      stateful=False,
+    )
+    indices.set_shape([self.clips_per_video, self.num_frames])
+    if self.cfg.version == 2:
+      shape_id, motion_id = self.kinds(index)
+      clips = []
+      for k in range(self.clips_per_video):
+        # A fresh appearance per clip, hashed from the video and the example's seed.
+        clip_seed = tf.random.stateless_uniform(
+          [2], self._video_seed(index) + seed * 31 + k, minval=None, maxval=None, dtype=tf.int64
+        )
+        times = tf.cast(indices[k], tf.float32) / max(self.video_length - 1, 1)
+        clips.append(render(clip_seed, motion_id, shape_id, times, self.image_size, self.cfg))
+      clips = tf.stack(clips)
     else:
-      video = self.video(index)
-    span = (self.num_frames - 1) * self.frame_stride + 1
-    starts = tf.random.stateless_uniform([self.clips_per_video], seed, 0, self.video_length - span + 1, tf.int32)
-    clips = tf.stack([video[s : s + span : self.frame_stride] for s in tf.unstack(starts)])
+      if self.cfg.cache:
+        with tf.init_scope():  # Render eagerly, outside the tf.data function being traced.
+          videos = self.rendered()
+        video = tf.gather(videos, index)
+      else:
+        video = self.video(index)
+      clips = tf.gather(video, indices)
     if self.clips_per_video == 1:
       clips = clips[0]
     return {"video": clips, "label": label}
 
 
-def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
-  """Renders one video: uint8 [length, size, size, 3]. seed: int64 [2]; motion_id, shape_id: int32 scalars."""
+def render(seed, motion_id, shape_id, times, size: int, cfg) -> tf.Tensor:
+  """Renders frames of one video: uint8 [T, size, size, 3]. seed: int64 [2] (its appearance); motion_id,
+  shape_id: int32 scalars; times: float [T], each frame's time in the video, 0 (first frame) to 1 (last)."""
   draws = iter(range(1, 64))
 
   def uniform(shape=(), low=0.0, high=1.0):
@@ -150,7 +216,7 @@ def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
   motion = tf.gather(tf.constant([m for _, m in MOTIONS], tf.float32), motion_id)
   direction, rotation, zoom_sense = motion[:2], motion[2], motion[3]
 
-  t = tf.linspace(0.0, 1.0, length)[:, None, None]  # [T, 1, 1], video time in [0, 1]
+  t = times[:, None, None]  # [T, 1, 1]
   radius0 = uniform((), *cfg.radius)
   travel = uniform((), *cfg.travel) * tf.reduce_max(tf.abs(direction))
   zoom = uniform((), *cfg.zoom) * zoom_sense
@@ -163,7 +229,8 @@ def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
   start = low + uniform([2]) * tf.maximum(high - low, 0.0)
   cx = start[0] + displacement[0] * t
   cy = start[1] + displacement[1] * t
-  angle = uniform((), 0.0, 2 * math.pi) + rotation * uniform((), *cfg.turn) * t
+  start_angle = uniform((), 0.0, 2 * math.pi) if cfg.version == 1 else uniform((), -cfg.tilt, cfg.tilt)
+  angle = start_angle + rotation * uniform((), *cfg.turn) * t
   radius = radius0 * tf.exp(zoom * t)
 
   coords = (tf.range(size, dtype=tf.float32) + 0.5) / size
@@ -173,36 +240,44 @@ def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
   u = ((x - cx) * cos + (y - cy) * sin) / radius
   v = (-(x - cx) * sin + (y - cy) * cos) / radius
 
-  radial = tf.sqrt(u * u + v * v)
-  polar = tf.atan2(v, u)
-  # Signed "inside-ness" of each shape, about 1 - distance from the centre in radii.
-  signed = tf.stack(
-    [
-      1.0 - radial,  # disk
-      0.8 - tf.maximum(tf.abs(u), tf.abs(v)),  # square
-      tf.reduce_min(
-        tf.stack(
-          [
-            0.5 - (u * math.cos(a) + v * math.sin(a))
-            for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)
-          ]
-        ),
-        axis=0,
-      ),  # triangle
-      tf.maximum(tf.minimum(0.9 - tf.abs(u), 0.35 - tf.abs(v)), tf.minimum(0.35 - tf.abs(u), 0.9 - tf.abs(v))),  # cross
-      tf.minimum(1.0 - radial, radial - 0.55),  # ring
-      tf.minimum(1.0 - tf.abs(u), 0.35 - tf.abs(v)),  # bar
-      0.75 + 0.3 * tf.cos(5.0 * polar) - radial,  # star
-      tf.minimum(1.0 - radial, tf.sqrt((u - 0.55) ** 2 + v * v) - 0.75),  # crescent
-    ]
+  radial = lambda: tf.sqrt(u * u + v * v)
+  # Signed "inside-ness" of each shape, about 1 - distance from the centre in radii; only the one drawn is computed.
+  triangle = lambda: tf.reduce_min(
+    tf.stack(
+      [
+        0.5 - (u * math.cos(a) + v * math.sin(a))
+        for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)
+      ]
+    ),
+    axis=0,
   )
-  inside = tf.gather(signed, shape_id)
+  inside = tf.switch_case(
+    shape_id,
+    [
+      lambda: 1.0 - radial(),  # disk
+      lambda: 0.8 - tf.maximum(tf.abs(u), tf.abs(v)),  # square
+      triangle,
+      lambda: tf.maximum(
+        tf.minimum(0.9 - tf.abs(u), 0.35 - tf.abs(v)), tf.minimum(0.35 - tf.abs(u), 0.9 - tf.abs(v))
+      ),  # cross
+      lambda: tf.minimum(1.0 - radial(), radial() - 0.55),  # ring
+      lambda: tf.minimum(1.0 - tf.abs(u), 0.35 - tf.abs(v)),  # bar
+      lambda: 0.75 + 0.3 * tf.cos(5.0 * tf.atan2(v, u)) - radial(),  # star
+      lambda: tf.minimum(1.0 - radial(), tf.sqrt((u - 0.55) ** 2 + v * v) - 0.75),  # crescent
+    ],
+  )
   # Soft edge about one pixel wide, so motion below a pixel still shows.
   mask = tf.sigmoid(inside * radius * size * 2.0)[..., None]
 
   # Stripes fixed to the shape make rotation of round shapes visible.
   stripes = 0.5 + 0.5 * tf.sin(u * uniform((), 2.0, 5.0) + uniform((), 0.0, 2 * math.pi))[..., None]
-  colour_a, colour_b = uniform([3]), uniform([3])
+  if cfg.version == 1:
+    colour_a, colour_b = uniform([3]), uniform([3])
+  else:
+    plain = uniform([3], 0.1, 0.9)
+    lighter = tf.where(tf.reduce_mean(plain) < 0.5, 1.0, -1.0)
+    colour_a = tf.clip_by_value(plain + lighter * uniform([3], *cfg.contrast), 0.0, 1.0)
+    colour_b = tf.clip_by_value(plain + lighter * uniform([3], *cfg.contrast), 0.0, 1.0)
   shape_rgb = colour_a * stripes + colour_b * (1.0 - stripes)
 
   pattern = tf.zeros([size, size], tf.float32)
@@ -210,7 +285,10 @@ def render(seed, motion_id, shape_id, length: int, size: int, cfg) -> tf.Tensor:
     theta = uniform((), 0.0, math.pi)
     freq = uniform((), *cfg.background_frequency) * 2 * math.pi
     pattern += tf.sin(freq * (x[0] * tf.cos(theta) + y[0] * tf.sin(theta)) + uniform((), 0.0, 2 * math.pi))
-  background = uniform([3], 0.15, 0.85) + cfg.background_texture * pattern[..., None] / 3.0 * uniform([3], 0.5, 1.5)
+  if cfg.version == 1:
+    plain = uniform([3], 0.15, 0.85)
+  background = plain + cfg.background_texture * pattern[..., None] / 3.0 * uniform([3], 0.5, 1.5)
   frames = background[None] * (1.0 - mask) + shape_rgb * mask
-  frames += cfg.pixel_noise * tf.random.stateless_normal(tf.shape(frames), seed + 101)
+  if cfg.pixel_noise:
+    frames += cfg.pixel_noise * tf.random.stateless_normal(tf.shape(frames), seed + 101)
   return tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)

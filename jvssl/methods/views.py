@@ -54,19 +54,24 @@ def random_view(
   crop_scale: tuple[float, float],
   frame_fraction: tuple[float, float],
   flip: bool = True,
+  temporally_consistent: bool = True,
 ) -> jax.Array:
   """One spatio-temporal view per clip: a window of a random fraction of the clip's duration (so fewer
-  distinct frames, a lower rate), a random resized crop, a random flip. video [B, T, S, S, C] -> same shape."""
+  distinct frames, a lower rate), a random resized crop, a random flip. video [B, T, S, S, C] -> same shape.
+
+  temporally_consistent: one crop and flip for all frames of a view (CVRL); False draws them per frame."""
   b, t, size = video.shape[0], video.shape[1], video.shape[2]
   k_frac, k_start, k_box, k_flip = jax.random.split(rng, 4)
   fraction = jax.random.uniform(k_frac, (b,), minval=frame_fraction[0], maxval=frame_fraction[1])
   start = jax.random.uniform(k_start, (b,)) * (1.0 - fraction) * t
   view = resample_time(video, start, fraction)
-  view = crop_resize(view, random_boxes(k_box, b, crop_scale), size)
+  draws = b if temporally_consistent else b * t  # One crop and flip per view, or per frame.
+  frames = einops.rearrange(view, "b (t1 t) h w c -> (b t1) t h w c", t1=draws // b)
+  frames = crop_resize(frames, random_boxes(k_box, draws, crop_scale), size)
   if flip:
-    flipped = jax.random.bernoulli(k_flip, 0.5, (b,))
-    view = jnp.where(flipped[:, None, None, None, None], view[:, :, :, ::-1], view)
-  return view
+    flipped = jax.random.bernoulli(k_flip, 0.5, (draws,))
+    frames = jnp.where(flipped[:, None, None, None, None], frames[:, :, :, ::-1], frames)
+  return einops.rearrange(frames, "(b t1) t h w c -> b (t1 t) h w c", b=b)
 
 
 def multi_view(rng: jax.Array, video: jax.Array, num_views: int, **view_kw) -> jax.Array:
@@ -141,16 +146,20 @@ def rotate(rng: jax.Array, video: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.take_along_axis(rotations, labels.reshape(-1, 1, 1, 1, 1, 1), axis=1)[:, 0], labels
 
 
-def color_jitter(rng: jax.Array, video: jax.Array, strength: float, grayscale_prob: float) -> jax.Array:
+def color_jitter(
+  rng: jax.Array, video: jax.Array, strength: float, grayscale_prob: float, temporally_consistent: bool = True
+) -> jax.Array:
   """Per-clip photometric jitter of normalised video [B, T, H, W, C]: a random gain in 1 +- strength and
   offset in +- strength (units of the data std) per channel, then grey with probability grayscale_prob.
-  Without it a contrastive method can match clips by their colours alone."""
-  b, c = video.shape[0], video.shape[-1]
+  Without it a contrastive method can match clips by their colours alone. temporally_consistent False:
+  one draw per frame instead of per clip."""
+  b, t, c = video.shape[0], video.shape[1], video.shape[-1]
+  per = (b, 1 if temporally_consistent else t, 1, 1)
   k_gain, k_offset, k_gray = jax.random.split(rng, 3)
-  gain = 1.0 + strength * jax.random.uniform(k_gain, (b, 1, 1, 1, c), minval=-1.0, maxval=1.0)
-  offset = strength * jax.random.uniform(k_offset, (b, 1, 1, 1, c), minval=-1.0, maxval=1.0)
+  gain = 1.0 + strength * jax.random.uniform(k_gain, (*per, c), minval=-1.0, maxval=1.0)
+  offset = strength * jax.random.uniform(k_offset, (*per, c), minval=-1.0, maxval=1.0)
   video = video * gain + offset
-  gray = jax.random.bernoulli(k_gray, grayscale_prob, (b, 1, 1, 1, 1))
+  gray = jax.random.bernoulli(k_gray, grayscale_prob, (*per, 1))
   return jnp.where(gray, video.mean(axis=-1, keepdims=True), video)
 
 
@@ -161,6 +170,7 @@ def clip_views(
   *,
   color_strength: float = 0.0,
   grayscale_prob: float = 0.0,
+  temporally_consistent: bool = True,
   **view_kw,
 ) -> jax.Array:
   """The views an embedding method contrasts: video [B, K, T, S, S, C] or [B, T, S, S, C] -> [B, V, T, S, S, C].
@@ -169,16 +179,18 @@ def clip_views(
   data.max_clip_distance / synthetic.video_length, its own time), the first num_views clips are the views
   (CVRL's temporally consistent spatial augmentation and temporal interval sampling). Otherwise the views
   are made here from the first clip with `random_view(**view_kw)`. color_strength or grayscale_prob > 0
-  adds color_jitter.
+  adds color_jitter. temporally_consistent False draws the crop, flip and colours made here per frame
+  (CVRL's ablation); crops made on the host (data.augment) stay one per clip.
   """
   view_rng, color_rng = jax.random.split(rng)
   if video.ndim == 6 and video.shape[1] >= num_views:
     out = video[:, :num_views]
   else:
-    out = multi_view(view_rng, first_clip(video), num_views, **view_kw)
+    out = multi_view(view_rng, first_clip(video), num_views, temporally_consistent=temporally_consistent, **view_kw)
   if color_strength > 0 or grayscale_prob > 0:
     flat = einops.rearrange(out, "b v ... -> (b v) ...")
-    out = color_jitter(color_rng, flat, color_strength, grayscale_prob).reshape(out.shape)
+    jittered = color_jitter(color_rng, flat, color_strength, grayscale_prob, temporally_consistent)
+    out = jittered.reshape(out.shape)
   return out
 
 
@@ -198,6 +210,9 @@ def view_fields(**overrides) -> dict:
     "view_frame_fraction": (0.5, 1.0),  # Fraction of the clip's duration a view spans.
     "view_color_strength": 0.0,  # > 0: random per-channel gain and offset of every view (color_jitter).
     "view_grayscale_prob": 0.0,  # Probability that a view is turned grey (SimCLR/CVRL use 0.2).
+    # One crop, flip and colour draw for all frames of a view (CVRL's temporally consistent spatial
+    # augmentation); False: one per frame, the inconsistent augmentation CVRL shows to hurt.
+    "view_temporally_consistent": True,
   }
   unknown = set(overrides) - set(fields)
   if unknown:
@@ -213,4 +228,5 @@ def options(method_config) -> dict:
     frame_fraction=tuple(method_config.view_frame_fraction),
     color_strength=method_config.view_color_strength,
     grayscale_prob=method_config.view_grayscale_prob,
+    temporally_consistent=method_config.view_temporally_consistent,
   )

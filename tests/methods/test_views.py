@@ -1,6 +1,7 @@
 import jax
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from jvssl.methods import views
 
@@ -54,3 +55,31 @@ def test_labels_say_how_the_clip_was_changed():
   for i, label in enumerate(np.asarray(labels)):
     distinct = len({np.asarray(f).tobytes() for f in fast[i]})
     assert distinct == 4 if label == 1 else distinct <= 2  # A quarter rate spans one frame interval.
+
+
+def test_temporally_consistent_views_crop_every_frame_alike():
+  # A clip whose frames are all the same image: consistent views keep them equal, per-frame views do not.
+  still = jax.numpy.broadcast_to(VIDEO[:, :1], VIDEO.shape)
+  kw = dict(crop_scale=(0.2, 0.6), frame_fraction=(1.0, 1.0), color_strength=0.5)
+  consistent = views.clip_views(jax.random.key(3), still, 2, **kw)
+  per_frame = views.clip_views(jax.random.key(3), still, 2, temporally_consistent=False, **kw)
+  assert consistent.shape == per_frame.shape == (3, 2, 4, 16, 16, 3)
+  np.testing.assert_allclose(consistent, jax.numpy.broadcast_to(consistent[:, :, :1], consistent.shape), atol=1e-6)
+  assert np.abs(per_frame[:, :, 1:] - per_frame[:, :, :1]).max() > 0.1
+  # The default is the consistent draw, as before the field existed.
+  default = views.clip_views(
+    jax.random.key(3), still, 2, crop_scale=(0.2, 0.6), frame_fraction=(1.0, 1.0), color_strength=0.5
+  )
+  np.testing.assert_array_equal(default, consistent)
+
+
+def test_view_fields_declare_every_option():
+  fields = views.view_fields(view_temporally_consistent=False)
+  assert set(views.options(ConfigDict(fields))) == {
+    "crop_scale",
+    "frame_fraction",
+    "color_strength",
+    "grayscale_prob",
+    "temporally_consistent",
+  }
+  assert views.options(ConfigDict(fields))["temporally_consistent"] is False
