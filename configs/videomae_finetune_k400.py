@@ -133,14 +133,16 @@ def get_config(arg=None):
     c.data.train_subset = 1024
     c.data.batch_size = 32
     c.optimizer.lr, c.optimizer.lr_base_batch_size = 2e-3, 0
-    c.schedule.warmup_steps = 30
+    c.schedule.warmup_steps = 3
     c.model.drop_path_rate = 0.0
     c.method.mixup_alpha = c.method.cutmix_alpha = 0.0
     c.data.augment.random_crop_scale, c.data.augment.flip, c.data.augment.repeats = (1.0, 1.0), False, 1
     c.data.augment.rand_augment_ops, c.data.augment.random_erase_prob = 0, 0.0
-    c.train.num_steps = 300
-    c.train.log_every_steps = 50
-    c.train.checkpoint_every_steps = 100
+    # A smoke run of 10 steps, as every runlocal is; the README's fine-tuning of the demo's encoder adds
+    # --config.train.num_steps=300 --config.schedule.warmup_steps=30.
+    c.train.num_steps = 10
+    c.train.log_every_steps = 5
+    c.train.checkpoint_every_steps = 5
     c.train.compute_dtype = "float32"
     c.eval.batch_size = 128
     # One clip of 3 crops: a synthetic video is one clip long, and its square frames are what a crop keeps.
