@@ -34,7 +34,7 @@ demo: $(STAMP)
 test: $(CONVERT_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 # Rewrites the tree to what `make test` checks: formatting, then the fixable lint findings (import order).
 format: $(STAMP)

@@ -4,13 +4,21 @@ The graph is read from the source with `ast`, nothing is imported. An import ins
 counts (a lazy import hides a cycle from the interpreter, not from the design); one under
 `if TYPE_CHECKING:` does not. Importing `a.b.c` also runs `a/__init__.py` and `a/b/__init__.py`,
 so it adds edges to those packages too.
+
+The parsing runs in a fresh interpreter: CPython's AST constructor keeps its recursion depth in
+state shared by threads, and after hundreds of tests the pytest process has background threads
+(orbax, TensorFlow) that make `ast.parse` fail at random with "AST constructor recursion depth
+mismatch" (cpython#106905).
 """
 
 import ast
 import collections
+import json
 import os
+import subprocess
+import sys
 
-from conftest import REPO
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -79,6 +87,15 @@ def import_graph(root: str, package: str) -> dict[str, dict[str, str]]:
           edges[target] = f"{path}:{node.lineno}"
     graph[module] = edges
   return graph
+
+
+def import_graph_in_fresh_python(root: str, package: str) -> dict[str, dict[str, str]]:
+  """`import_graph` run by this file as a script in a new interpreter without other threads."""
+  proc = subprocess.run(
+    [sys.executable, os.path.abspath(__file__), root, package], capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout)
 
 
 def strongly_connected_components(graph: dict[str, dict[str, str]]) -> list[list[str]]:
@@ -157,7 +174,7 @@ def describe(graph: dict[str, dict[str, str]], cycle: list[str]) -> str:
 
 
 def test_no_import_cycles():
-  graph = import_graph(REPO, "jvssl")
+  graph = import_graph_in_fresh_python(REPO, "jvssl")
   assert "jvssl.train" in graph, "the graph builder found no jvssl modules"
   cycles = find_cycles(graph)
   assert not cycles, f"{len(cycles)} import cycles in jvssl:\n" + "\n".join(describe(graph, c) for c in cycles)
@@ -177,7 +194,7 @@ def test_checker_reports_a_cycle(tmp_path):
   for name, text in files.items():
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_text(text)
-  graph = import_graph(str(tmp_path), "pkg")
+  graph = import_graph_in_fresh_python(str(tmp_path), "pkg")
   assert graph["pkg.a"] == {
     "pkg": "pkg/a.py:1",
     "pkg.b": "pkg/a.py:1",
@@ -190,3 +207,7 @@ def test_checker_reports_a_cycle(tmp_path):
     "    pkg.a -> pkg.b  (pkg/a.py:1)",
     "    pkg.b -> pkg.a  (pkg/b.py:2)",
   ]
+
+
+if __name__ == "__main__":
+  print(json.dumps(import_graph(sys.argv[1], sys.argv[2])))
