@@ -2,23 +2,35 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from jvssl.tools import compare_methods
 
+from conftest import REPO
+
 
 def test_one_table_for_every_method_and_the_random_init(tmp_path):
-  code = compare_methods.main(
-    [
-      "--config=configs/ssl_synthetic.py",
-      "--methods=simclr,videomae",
-      "--arg=runlocal",
-      f"--workdir={tmp_path}",
-      "--config.train.num_steps=2",
-    ]
-  )
-  assert code == 0
+  # The command as a user runs it, in a fresh Python without XLA's backend optimisations (it compiles far
+  # more than it computes), with one setting of the attentive probe's sweep.
+  flags = "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
+  command = [
+    sys.executable,
+    "-m",
+    "jvssl.tools.compare_methods",
+    "--config=configs/ssl_synthetic.py",
+    "--methods=simclr,videomae",
+    "--arg=runlocal",
+    f"--workdir={tmp_path}",
+    "--config.train.num_steps=2",
+    "--config.evals.attentive_probe.lrs=(1e-3,)",
+    "--config.evals.attentive_probe.weight_decays=(0.01,)",
+  ]
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+  proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-5000:]
   columns = json.load(open(tmp_path / "results.json"))
   assert list(columns) == ["random init", "simclr", "videomae"]
   # Both labellings of the synthetic set, each by linear probe, k-NN and attentive probe.

@@ -10,13 +10,13 @@ import pytest
 
 from conftest import REPO, run_python
 
-# Both runs: the tiny recipe, 3 steps of 8 clips in 2 micro-batches each, a checkpoint at the end.
+# Both runs: the tiny recipe, 3 steps of 8 clips in 2 micro-batches each, a checkpoint at the end, no evaluations.
 _TRAIN = """
 import sys, numpy as np, jax
 from jvssl import config as config_lib, distributed, train
 {init}
 c = config_lib.load("configs/videomae_synthetic.py:runlocal", ["train.num_steps=3", "train.checkpoint_every_steps=3",
-                                                               "train.grad_accum_steps=2"])
+                                                               "train.grad_accum_steps=2", "evals={}"])
 result = train.train(c, sys.argv[1])
 params = jax.tree.map(lambda x: np.asarray(jax.device_get(jax.experimental.multihost_utils.process_allgather(x,
                       tiled=True))), result.state.params)
@@ -44,7 +44,9 @@ def _load(path):
 
 def test_two_processes_match_one(tmp_path):
   code = _TRAIN.replace("{init}", "import jax.experimental.multihost_utils\n" + _JOIN.format(port=_free_port()))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+  # Without XLA's backend optimisations, as run_python(optimize=False) runs the one-process side.
+  flags = "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
   work = str(tmp_path / "two")
   procs = [
     subprocess.Popen(
@@ -75,7 +77,9 @@ np.savez({str(tmp_path / "restored.npz")!r},
 """
   )
   run_python(
-    f"import sys; sys.argv = ['-c', {str(tmp_path / 'one')!r}, {str(tmp_path / 'one.npz')!r}]\n" + one, devices=2
+    f"import sys; sys.argv = ['-c', {str(tmp_path / 'one')!r}, {str(tmp_path / 'one.npz')!r}]\n" + one,
+    devices=2,
+    optimize=False,
   )
   two, single = _load(tmp_path / "two.npz"), _load(tmp_path / "one.npz")
   assert two.keys() == single.keys()

@@ -69,17 +69,13 @@ def test_slurm_dry_run_one_process_per_gpu():
   assert "JAX_COORDINATOR_PORT=12345" in lines[0]
 
 
+# A v5p-32 pod and the VideoMAE job the TPU launcher runs on it.
+POD = ("--name=pod", "--zone=us-east5-a", "--type=v5p-32")
+JOB = ("--config=configs/videomae_k400.py:vit_b", "--workdir=/mnt/shared/v")
+
+
 def test_tpu_pod_dry_run():
-  lines = _dry_run(
-    "launch/tpu_pod.sh",
-    "--name=pod",
-    "--zone=us-east5-a",
-    "--type=v5p-32",
-    "--spot",
-    "--",
-    "--config=configs/videomae_k400.py:vit_b",
-    "--workdir=/mnt/shared/v",
-  )
+  lines = _dry_run("launch/tpu_pod.sh", *POD, "--spot", "--", *JOB)
   create, tar, scp, install, train = lines
   assert create.split() == [
     "gcloud",
@@ -110,17 +106,7 @@ def test_slurm_dry_run_nodes_as_slices():
 
 
 def test_tpu_pod_multislice_dry_run():
-  lines = _dry_run(
-    "launch/tpu_pod.sh",
-    "--name=pod",
-    "--zone=us-east5-a",
-    "--type=v5p-32",
-    "--slices=2",
-    "--spot",
-    "--",
-    "--config=configs/videomae_k400.py:vit_b",
-    "--workdir=/mnt/shared/v",
-  )
+  lines = _dry_run("launch/tpu_pod.sh", *POD, "--slices=2", "--spot", "--", *JOB)
   create, tar, scp, install, train = lines
   assert create.split() == [
     "gcloud",

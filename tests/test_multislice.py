@@ -140,7 +140,7 @@ print("OK")
 
 
 def test_two_slices_of_4_devices_match_one_device():
-  out = run_python(_TWO_SLICES, devices=8).stdout
+  out = run_python(_TWO_SLICES, devices=8, optimize=False).stdout
   assert out.strip().endswith("OK"), out
   # The weights really are sharded inside the slices (otherwise the test would compare replicas).
   assert any(line.startswith("fsdp ") and "'fsdp'" in line for line in out.splitlines()), out

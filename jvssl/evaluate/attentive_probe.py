@@ -319,33 +319,27 @@ def _stream_accuracy(config, sweep: Sweep, params, encode, mesh, rules, split: s
 class AttentiveProbe:
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict(
-      {
-        "every_steps": 0,
-        "train_split": "train",
-        "test_split": "test",
-        "num_train": 0,  # Labelled clips used (the first N of the split); 0: all.
-        "embedding": "video",
-        # V-JEPA 2's probe (configs/eval/vitl/k400.yaml): 4 blocks in all (3 self-attention, 1 cross-attention).
-        "depth": 4,
-        "num_heads": 16,
-        "mlp_ratio": 4.0,
-        "init_std": 0.02,
-        # The sweep: every (lr, weight decay) pair, as V-JEPA 2's 20 multihead_kwargs.
-        "lrs": (5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
-        "weight_decays": (0.01, 0.1, 0.4, 0.8),
-        "num_epochs": 20,
-        "batch_size": 256,  # Global; V-JEPA 2: 4 clips on each of 64 GPUs.
-        # "holdout": choose the setting on a random `holdout_fraction` of the training clips (not trained on);
-        # "test": on the test split, as V-JEPA 2 reports the best probe on its validation split.
-        "select_on": "holdout",
-        "holdout_fraction": 0.2,
-        # False: the training tokens are computed once and kept on the devices (sharded over the batch axis),
-        # up to max_cache_gb per device. True: every epoch runs the encoder on the training pipeline (with
-        # data.augment), as V-JEPA 2 does; needs select_on="test".
-        "stream": False,
-        "max_cache_gb": 4.0,
-      }
+    return features_lib.evaluator_config(
+      embedding="video",
+      # V-JEPA 2's probe (configs/eval/vitl/k400.yaml): 4 blocks in all (3 self-attention, 1 cross-attention).
+      depth=4,
+      num_heads=16,
+      mlp_ratio=4.0,
+      init_std=0.02,
+      # The sweep: every (lr, weight decay) pair, as V-JEPA 2's 20 multihead_kwargs.
+      lrs=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
+      weight_decays=(0.01, 0.1, 0.4, 0.8),
+      num_epochs=20,
+      batch_size=256,  # Global; V-JEPA 2: 4 clips on each of 64 GPUs.
+      # "holdout": choose the setting on a random `holdout_fraction` of the training clips (not trained on);
+      # "test": on the test split, as V-JEPA 2 reports the best probe on its validation split.
+      select_on="holdout",
+      holdout_fraction=0.2,
+      # False: the training tokens are computed once and kept on the devices (sharded over the batch axis),
+      # up to max_cache_gb per device. True: every epoch runs the encoder on the training pipeline (with
+      # data.augment), as V-JEPA 2 does; needs select_on="test".
+      stream=False,
+      max_cache_gb=4.0,
     )
 
   @staticmethod

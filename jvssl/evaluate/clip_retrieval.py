@@ -8,24 +8,19 @@ training clip, and a test clip whose class no training clip has counts as a miss
 from ml_collections import ConfigDict
 
 from jvssl import registry
-from jvssl.evaluate import metrics
+from jvssl.evaluate import features as features_lib, metrics
 
 
 @registry.EVALUATORS.register("clip_retrieval")
 class ClipRetrieval:
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict(
-      {
-        "every_steps": 0,
-        "train_split": "train",  # The gallery.
-        "test_split": "test",  # The queries.
-        "num_train": 0,  # The first N clips of each split; 0: all.
-        "num_test": 0,
-        "embedding": "video",
-        "readout": "mean",
-        "ks": metrics.RECALL_AT,
-      }
+    # train_split is the gallery, test_split the queries; num_test, like num_train, takes the first N clips.
+    return features_lib.evaluator_config(
+      num_test=0,
+      embedding="video",
+      readout="mean",
+      ks=metrics.RECALL_AT,
     )
 
   @staticmethod

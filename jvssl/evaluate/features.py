@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
+from ml_collections import ConfigDict
 
 from jvssl import sharding
 from jvssl.data import pipeline
@@ -68,6 +69,15 @@ def from_host(x, label, mesh: jax.sharding.Mesh, rules, mask=None) -> Features:
   rows["index"] = np.arange(n + pad, dtype=np.int32)
   put = lambda v: jax.device_put(v, sharding.batch_sharding(mesh, rules, v.ndim))
   return Features(**{k: put(v) for k, v in rows.items()}, num_examples=n)
+
+
+def evaluator_config(**fields) -> ConfigDict:
+  """An evaluator's default config: the fields every evaluator has, then `fields`.
+
+  every_steps: how often the train loop runs it (0: at the end only); train_split and test_split: the
+  labelled splits it reads; num_train: the first N clips of train_split (0: all).
+  """
+  return ConfigDict({"every_steps": 0, "train_split": "train", "test_split": "test", "num_train": 0, **fields})
 
 
 def function_name(embedding: str, readout: str) -> str:

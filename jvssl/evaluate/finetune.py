@@ -48,22 +48,16 @@ def finetune_config(config, cfg) -> ConfigDict:
 class Finetune:
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict(
-      {
-        "every_steps": 0,
-        "train_split": "train",
-        "test_split": "test",
-        "num_train": 0,  # Labelled clips used (the first N of the split); 0: all.
-        "num_steps": 1000,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "weight_decay": 0.05,
-        "layer_decay": 0.75,
-        "warmup_steps": 100,
-        "label_smoothing": 0.1,
-        "drop_path_rate": 0.1,
-        "random_crop_scale": (1.0, 1.0),
-      }
+    return features.evaluator_config(
+      num_steps=1000,
+      batch_size=32,
+      lr=1e-3,
+      weight_decay=0.05,
+      layer_decay=0.75,
+      warmup_steps=100,
+      label_smoothing=0.1,
+      drop_path_rate=0.1,
+      random_crop_scale=(1.0, 1.0),
     )
 
   @staticmethod

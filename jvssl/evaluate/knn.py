@@ -76,17 +76,11 @@ def knn_accuracy(
 class KNN:
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict(
-      {
-        "every_steps": 0,
-        "train_split": "train",
-        "test_split": "test",
-        "num_train": 0,
-        "embedding": "video",
-        "readout": "mean",
-        "k": 20,
-        "temperature": 0.07,
-      }
+    return features_lib.evaluator_config(
+      embedding="video",
+      readout="mean",
+      k=20,
+      temperature=0.07,
     )
 
   @staticmethod

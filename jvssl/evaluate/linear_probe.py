@@ -87,17 +87,11 @@ def linear_probe(train: features_lib.Features, test: features_lib.Features, *, l
 class LinearProbe:
   @staticmethod
   def default_config() -> ConfigDict:
-    return ConfigDict(
-      {
-        "every_steps": 0,
-        "train_split": "train",
-        "test_split": "test",
-        "num_train": 0,
-        "embedding": "video",
-        "readout": "mean",
-        "l2_grid": (1e-4, 1e-3, 1e-2, 1e-1),
-        "steps": 300,
-      }
+    return features_lib.evaluator_config(
+      embedding="video",
+      readout="mean",
+      l2_grid=(1e-4, 1e-3, 1e-2, 1e-1),
+      steps=300,
     )
 
   @staticmethod

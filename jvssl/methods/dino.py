@@ -60,6 +60,7 @@ class DINO(MomentumMethod):
         "local_frame_fraction": (0.125, 0.5),
         "view_color_strength": 0.0,  # As views.view_fields: colour jitter and grey views, global and local.
         "view_grayscale_prob": 0.0,
+        "view_temporally_consistent": True,  # As views.view_fields: one crop, flip and colour per view.
       }
     )
 
@@ -77,6 +78,7 @@ class DINO(MomentumMethod):
       frame_fraction=tuple(m.global_frame_fraction),
       color_strength=m.view_color_strength,
       grayscale_prob=m.view_grayscale_prob,
+      temporally_consistent=m.view_temporally_consistent,
     )
     student_in = global_views
     if m.num_local_views:
@@ -88,6 +90,7 @@ class DINO(MomentumMethod):
         frame_fraction=tuple(m.local_frame_fraction),
         color_strength=m.view_color_strength,
         grayscale_prob=m.view_grayscale_prob,
+        temporally_consistent=m.view_temporally_consistent,
       )
       student_in = jnp.concatenate([global_views, local_views], axis=1)
     features = embedding.encode_views(model.encoder, student_in, enc_rng)

@@ -1,8 +1,7 @@
 """The masked-modelling family: every variant of configs/masked_synthetic.py learns (its loss falls
 when it trains on one batch), the masks are the papers', and MVD's teachers load from checkpoints.
 
-The trainings run in one subprocess with XLA's backend optimisations off: compiling the steps, not
-running them, is what these tests spend their time on. Their batch is drawn here (squares moving
+The trainings run in one subprocess (tests/methods/one_batch.py). Their batch is drawn here (squares moving
 over plain backgrounds) rather than by the tf.data pipeline, which would cost more than the steps.
 """
 
@@ -11,18 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_python
+from tests.methods import one_batch
 
 STEPS = 150
 
-_CODE = """
-import json, os
-os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
-import jax
-import numpy as np
-from jvssl import config as config_lib, sharding, trainer as trainer_lib
-from jvssl.data import pipeline
-
+_PRELUDE = """
 def config(method):
   c = config_lib.load(f"configs/masked_synthetic.py:{method},runlocal")
   c.optimizer.lr, c.schedule.warmup_steps = 2e-3, 0
@@ -40,26 +32,15 @@ for i in range(b):
   for f in range(t):
     video[i, f, y + f * dy // 2 : y + f * dy // 2 + 12, x + f * dx // 2 : x + f * dx // 2 + 12] = colour
 host_batch = {"video": video}
-results = {}
-for method in %(methods)r:
-  c = config(method)
-  trainer = trainer_lib.Trainer(c, sharding.make_mesh(c.mesh), %(steps)d, 1.0)
-  state = trainer.init(0)
-  initial = jax.tree.map(np.asarray, state.rest)
-  batch = pipeline.to_global(host_batch, trainer.mesh, trainer.rules)
-  history = []
-  for _ in range(%(steps)d):
-    state, metrics = trainer.step(state, batch)
-    history.append({k: float(v) for k, v in metrics.items()})
-  out = {"history": history}
+
+
+def extras(method, trainer, state, initial, out):
   if method == "vjepa":
     kernel = lambda tree: np.asarray(tree["blocks"][0]["mlp"]["fc1"]["kernel"])
     target, start, student = state.rest["target_encoder"], initial["target_encoder"], state.params["encoder"]
     out["target_to_start"] = float(np.abs(kernel(target) - kernel(start)).mean())
     out["target_to_student"] = float(np.abs(kernel(target) - kernel(student)).mean())
     out["start_to_student"] = float(np.abs(kernel(start) - kernel(student)).mean())
-  results[method] = out
-print("RESULTS" + json.dumps(results))
 """
 
 METHODS = ("vjepa", "maskfeat", "videomae_v2", "future", "mvd")
@@ -67,25 +48,19 @@ METHODS = ("vjepa", "maskfeat", "videomae_v2", "future", "mvd")
 
 @pytest.fixture(scope="module")
 def results():
-  proc = run_python(_CODE % {"methods": METHODS, "steps": STEPS})
-  return json.loads(proc.stdout.split("RESULTS", 1)[1])
-
-
-def _falls(values):
-  assert np.isfinite(values).all()
-  assert np.mean(values[-5:]) < 0.9 * np.mean(values[:5]), values
+  return one_batch.train(_PRELUDE, METHODS, STEPS)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_loss_falls(results, method):
   history = results[method]["history"]
-  _falls([h["loss"] for h in history])
+  one_batch.assert_falls([h["loss"] for h in history])
   if method == "maskfeat":
     # Better than predicting zeros: the head has learned more than the targets' scale.
     assert history[-1]["hog_mse"] < history[-1]["target_power"]
   if method == "mvd":
-    _falls([h["mse/image_teacher"] for h in history])
-    _falls([h["mse/video_teacher"] for h in history])
+    one_batch.assert_falls([h["mse/image_teacher"] for h in history])
+    one_batch.assert_falls([h["mse/video_teacher"] for h in history])
 
 
 def test_vjepa_target_encoder_follows_the_context_encoder(results):
@@ -178,7 +153,6 @@ def test_vjepa_blocks_and_fixed_size_split():
 
 def test_mvd_teacher_from_a_jvssl_checkpoint(tmp_path):
   """A video teacher named by its workdir gets that run's encoder weights and architecture, frozen."""
-  import json
 
   import jax
   from flax import nnx

@@ -1,26 +1,15 @@
 """Every method of configs/ssl_synthetic.py learns: its loss falls when it trains on one clean batch.
 
-The trainings run in one subprocess with XLA's backend optimisations off: compiling the six steps, not
-running them, is what these tests spend their time on.
+The trainings run in one subprocess (tests/methods/one_batch.py).
 """
 
-import json
-
-import numpy as np
 import pytest
 
-from tests.conftest import run_python
+from tests.methods import one_batch
 
 STEPS = 200
 
-_CODE = """
-import json, os
-os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
-import jax
-import numpy as np
-from jvssl import config as config_lib, sharding, trainer as trainer_lib
-from jvssl.data import pipeline
-
+_PRELUDE = """
 def config(method):
   c = config_lib.load(f"configs/ssl_synthetic.py:{method},runlocal")
   c.data.synthetic.background_texture = 0.0
@@ -31,18 +20,8 @@ def config(method):
 
 host_batch = next(pipeline.train_dataset(config("simclr")).as_numpy_iterator())
 kernel = lambda tree: np.asarray(tree["encoder"]["blocks"][0]["mlp"]["fc1"]["kernel"])
-results = {}
-for method in %(methods)r:
-  c = config(method)
-  trainer = trainer_lib.Trainer(c, sharding.make_mesh(c.mesh), %(steps)d, 1.0)
-  state = trainer.init(0)
-  initial = jax.tree.map(np.asarray, state.rest)
-  batch = pipeline.to_global(host_batch, trainer.mesh, trainer.rules)
-  history = []
-  for _ in range(%(steps)d):
-    state, metrics = trainer.step(state, batch)
-    history.append({k: float(v) for k, v in metrics.items()})
-  out = {"history": history}
+
+def extras(method, trainer, state, initial, out):
   if "teacher" in state.rest:
     out["teacher_to_start"] = float(np.abs(kernel(state.rest["teacher"]) - kernel(initial["teacher"])).mean())
     out["teacher_to_student"] = float(np.abs(kernel(state.rest["teacher"]) - kernel(state.params)).mean())
@@ -54,8 +33,6 @@ for method in %(methods)r:
     embed = trainer.predictor(state).fns["embed_video"]
     model = trainer.predictor(state).module()
     out["encoder_pooled"] = list(embed(model, {"video": np.zeros((1, 4, 32, 32, 3), np.float32)}).shape)
-  results[method] = out
-print("RESULTS" + json.dumps(results))
 """
 
 METHODS = ("simclr", "moco_v3", "byol", "dino", "vicreg", "pretext", "combined")
@@ -63,25 +40,19 @@ METHODS = ("simclr", "moco_v3", "byol", "dino", "vicreg", "pretext", "combined")
 
 @pytest.fixture(scope="module")
 def results():
-  proc = run_python(_CODE % {"methods": METHODS, "steps": STEPS})
-  return json.loads(proc.stdout.split("RESULTS", 1)[1])
-
-
-def _falls(values):
-  assert np.isfinite(values).all()
-  assert np.mean(values[-5:]) < 0.9 * np.mean(values[:5]), values
+  return one_batch.train(_PRELUDE, METHODS, STEPS)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_loss_falls(results, method):
   history = results[method]["history"]
   # DINO's loss is H(teacher) + KL(teacher || student); centring raises the first, learning lowers the second.
-  _falls([h["kl" if method == "dino" else "loss"] for h in history])
+  one_batch.assert_falls([h["kl" if method == "dino" else "loss"] for h in history])
   if method in ("simclr", "moco_v3", "byol", "dino", "vicreg"):
     assert history[-1]["collapsed"] == 0.0 and history[-1]["effective_rank"] > 2.0
   if method == "combined":
-    _falls([h["simclr/loss"] for h in history])
-    _falls([h["videomae/loss"] for h in history])
+    one_batch.assert_falls([h["simclr/loss"] for h in history])
+    one_batch.assert_falls([h["videomae/loss"] for h in history])
 
 
 @pytest.mark.parametrize("method", ["moco_v3", "byol", "dino"])

@@ -83,3 +83,29 @@ def test_view_fields_declare_every_option():
     "temporally_consistent",
   }
   assert views.options(ConfigDict(fields))["temporally_consistent"] is False
+
+
+def test_dino_draws_global_and_local_views_as_its_config_says(monkeypatch):
+  from flax import nnx
+
+  from jvssl import config as config_lib, registry
+  from jvssl.methods.base import RunLength
+
+  seen = []
+
+  class Drawn(Exception):
+    pass
+
+  def record(rng, video, num_views, **kw):
+    seen.append(kw["temporally_consistent"])
+    if len(seen) == 2:
+      raise Drawn  # Both draws seen; the encoder need not run.
+    return jax.numpy.zeros((video.shape[0], num_views, *views.first_clip(video).shape[1:]))
+
+  monkeypatch.setattr(views, "clip_views", record)
+  c = config_lib.load("configs/ssl_synthetic.py:dino,runlocal", ["method.view_temporally_consistent=False"])
+  method = registry.METHODS.get("dino")(c, RunLength(10, 1.0))
+  video = np.zeros((2, c.data.num_frames, c.data.image_size, c.data.image_size, 3), np.float32)
+  with pytest.raises(Drawn):
+    method.loss(method.build(nnx.Rngs(0)), {"video": video}, jax.random.key(0), jax.numpy.asarray(0))
+  assert seen == [False, False]  # Global views, then local views.
