@@ -24,17 +24,18 @@ $(CONVERT_STAMP): $(STAMP)
 	# torchvision has no CPU build on PyPI; its video models are plain Python and need none of its
 	# compiled ops, so the parity tests use the wheel without its CUDA dependencies.
 	$(PY) -m pip install -q --no-deps torchvision==0.28.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert,notebooks]'
 	touch $(CONVERT_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m jvssl.main --config=configs/videomae_synthetic.py --workdir=$(DEMO_WORKDIR)
 
-# Lint and format check first: seconds, and they fail before the long test run.
+# Lint and format check first: seconds, and they fail before the long test run. The tests run in 2 processes
+# (CI's 2 cores), a test file to each at a time so that a file's module fixtures are built once.
 test: $(CONVERT_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # Rewrites the tree to what `make test` checks: formatting, then the fixable lint findings (import order).
 format: $(STAMP)

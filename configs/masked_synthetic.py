@@ -1,7 +1,8 @@
 """The masked-modelling family on jvssl's synthetic data, on the geometry of the VideoMAE demo
 (configs/videomae_synthetic.py), so their results compare with it directly.
 
-Variants name the method: `:vjepa` (latents of an EMA target encoder), `:maskfeat` (HOG of masked
+Variants name the method: `:vjepa` (latents of an EMA target encoder), `:vjepa2` (the same with V-JEPA 2's
+3-D rotary positions), `:maskfeat` (HOG of masked
 tubes), `:videomae_v2` (VideoMAE with dual masking: the decoder reconstructs half of the masked
 tokens), `:future` (VideoMAE masking the last frames, 3D-CSL's PredMAE), `:mvd` (features of frozen
 image and video teachers), `:videomae` (the demo itself, with this file's evaluations); add
@@ -16,7 +17,7 @@ import os
 
 from jvssl.config import base_config, eval_config, parse_arg
 
-METHODS = ("vjepa", "maskfeat", "videomae_v2", "future", "mvd", "videomae")
+METHODS = ("vjepa", "vjepa2", "maskfeat", "videomae_v2", "future", "mvd", "videomae")
 # Variants that are VideoMAE with other masking.
 _VIDEOMAE = ("videomae", "videomae_v2", "future")
 # Sections the demo's geometry and training schedule are copied from.
@@ -37,7 +38,8 @@ def get_config(arg=None):
   if arg.method not in METHODS:
     raise ValueError(f"unknown variant {arg.method!r}; one of {', '.join(METHODS)}")
   demo = demo_config(arg.runlocal)
-  c = base_config(model="vit", method="videomae" if arg.method in _VIDEOMAE else arg.method)
+  method = "videomae" if arg.method in _VIDEOMAE else "vjepa" if arg.method == "vjepa2" else arg.method
+  c = base_config(model="vit", method=method)
   for key in _SHARED:
     c[key] = demo[key].copy_and_resolve_references() if key != "seed" else demo[key]
   c.model = demo.model.copy_and_resolve_references()
@@ -50,11 +52,13 @@ def get_config(arg=None):
     elif arg.method == "future":
       # The last half of the token frames; the demo's 8 frames are 2 token frames, so this is the last one.
       c.method.mask_type, c.method.mask_ratio = "future", 0.5
-  elif arg.method == "vjepa":
+  elif arg.method in ("vjepa", "vjepa2"):
     # A predictor as narrow as the demo's decoder; V-JEPA's blocks as they are (short ones are 5 of 36 positions).
     m.predictor_width, m.predictor_depth, m.predictor_heads = decoder
     m.min_context = 4
     m.ema = (0.996, 1.0)
+    if arg.method == "vjepa2":
+      c.model.pos_embed = "rope"  # V-JEPA 2: 3-D rotary positions in the encoder and the predictor, no table.
   elif arg.method == "maskfeat":
     m.mask_ratio = 0.4
   elif arg.method == "mvd":

@@ -19,6 +19,7 @@ SLOW_FILES = (
   "test_train_methods.py",
   "test_finetune_run.py",
   "test_compare_methods.py",
+  "test_notebooks.py",
   "test_train.py",
   "test_distributed.py",
   "test_downstream.py",

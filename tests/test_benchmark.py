@@ -27,13 +27,17 @@ def _benchmark(*args):
 
 def test_benchmark_prints_one_json_line_with_the_torch_ratio():
   pytest.importorskip("transformers")
-  proc = _benchmark("--torch", "--batch_size=2")
+  # Against itself with a smaller decoder: the versus step has its own time and FLOPs.
+  proc = _benchmark("--torch", "--batch_size=2", "--versus=method.decoder_depth=1", "--versus=method.decoder_width=16")
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result["batch_size"] == 2 and result["devices"] == 1
   assert result["step_time_s"] > 0 and result["torch_step_time_s"] > 0
   assert result["speedup_vs_torch"] == pytest.approx(result["torch_step_time_s"] / result["step_time_s"], rel=0.01)
   assert result["gflops_per_step"] > 0 and 0 < result["mfu"]
+  assert result["versus"] == ["method.decoder_depth=1", "method.decoder_width=16"]
+  assert 0 < result["versus_gflops_per_step"] < result["gflops_per_step"] and result["versus_step_time_s"] > 0
+  assert result["speedup_vs_versus"] == pytest.approx(result["versus_step_time_s"] / result["step_time_s"], rel=0.01)
   # The command re-executed itself with the CPU malloc settings.
   from jvssl import cpu_memory
 

@@ -42,8 +42,8 @@ class MaskFeatModel(nnx.Module):
     x = self.encoder.embed(video)
     n = x.shape[1]
     is_masked = jax.vmap(lambda idx: jnp.zeros((n,), bool).at[idx].set(True))(masked)
-    pos = self.encoder.pos_embed[...].astype(x.dtype)
-    x = jnp.where(is_masked[..., None], self.mask_token[...].astype(x.dtype) + pos, x)
+    mask_tokens = self.encoder.add_positions(jnp.broadcast_to(self.mask_token[...].astype(x.dtype), x.shape))
+    x = jnp.where(is_masked[..., None], mask_tokens, x)
     tokens = self.encoder.encode(x, rng)
     return self.head(jnp.take_along_axis(tokens, masked[..., None], axis=1))
 

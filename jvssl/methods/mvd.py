@@ -62,7 +62,7 @@ class MVDModel(nnx.Module):
         load_encoder(teacher, arrays, name)
       self.teachers[name] = embedding.momentum_copy(teacher)
       self.decoders[name] = TokenPredictor(
-        self.encoder.num_tokens,
+        self.encoder.grid,
         self.encoder.width,
         m.decoder_width,
         m.decoder_depth,
@@ -179,7 +179,7 @@ class MVD(Method):
     video = batch["video"]
     mask_rng, drop_rng = jax.random.split(rng)
     visible, masked = MASKS[m.mask_type](mask_rng, video.shape[0], model.encoder.grid, m.mask_ratio)
-    z = model.encoder.encode(model.encoder.embed(video, visible), drop_rng)
+    z = model.encoder.encode(model.encoder.embed(video, visible), drop_rng, visible)
     total, metrics = 0.0, {}
     for name in self.teachers:
       target = jnp.take_along_axis(model.teacher_features(name, video), masked[..., None], axis=1)

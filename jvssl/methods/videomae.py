@@ -65,7 +65,7 @@ class VideoMAEModel(nnx.Module):
 
     Returns predictions [B, Nm, pt*ph*pw*3] in (pt ph pw c) order.
     """
-    x = self.encoder_to_decoder(self.encoder.encode(self.encoder.embed(video, visible), rng))
+    x = self.encoder_to_decoder(self.encoder.encode(self.encoder.embed(video, visible), rng, visible))
     pos = self.decoder_pos_embed[...].astype(x.dtype)
     x_visible = x + pos[visible]
     x_masked = self.mask_token[...].astype(x.dtype) + pos[masked]

@@ -101,34 +101,43 @@ class TokenPredictor(nnx.Module):
 
   Context tokens [B, Nc, in_width] are projected to `width` and given their positions; a learned
   mask token (one per mask set) plus the position stands in for each target; after the blocks and
-  a norm, the target tokens are projected to `out_width`. Positions use VideoMAE's fixed sin-cos table.
+  a norm, the target tokens are projected to `out_width`. Positions use VideoMAE's fixed sin-cos table
+  over the token `grid`, or, when the encoder's are rotary (model.pos_embed='rope', V-JEPA 2), RoPE
+  in every block as well.
   """
 
-  def __init__(self, num_tokens, in_width, width, depth, heads, out_width, num_mask_tokens, model_config, **kw):
+  def __init__(self, grid, in_width, width, depth, heads, out_width, num_mask_tokens, model_config, **kw):
     rngs, param_dtype = kw["rngs"], kw["param_dtype"]
     self.embed = layers.Dense(in_width, width, axes=("embed", "decoder_embed"), **kw)
     self.mask_tokens = layers.param(
       rngs, nnx.initializers.truncated_normal(0.02), (num_mask_tokens, width), (None, "decoder_embed"), param_dtype
     )
-    self.pos_embed = nnx.Variable(jnp.asarray(layers.sincos_table(num_tokens, width)))
-    block_kw = dict(qkv_bias=model_config.qkv_bias, norm_eps=model_config.norm_eps, **kw)
-    self.blocks = nnx.List(
-      [
-        layers.Block(width, heads, 4 * width, attention_impl=model_config.attention_impl, **block_kw)
-        for _ in range(depth)
-      ]
+    self.rope = model_config.pos_embed == "rope"
+    if not self.rope:
+      self.pos_embed = nnx.Variable(jnp.asarray(layers.sincos_table(int(np.prod(grid)), width)))
+    block_kw = dict(
+      qkv_bias=model_config.qkv_bias,
+      norm_eps=model_config.norm_eps,
+      attention_impl=model_config.attention_impl,
+      rope_grid=tuple(grid) if self.rope else None,
+      **kw,
     )
+    self.blocks = nnx.List([layers.Block(width, heads, 4 * width, **block_kw) for _ in range(depth)])
     self.norm = layers.LayerNorm(width, eps=model_config.norm_eps, **kw)
     self.proj = layers.Dense(width, out_width, axes=("decoder_embed", None), **kw)
 
   def __call__(self, context, context_idx, target_idx, mask_token: int = 0):
     """context [B, Nc, in_width], context_idx [B, Nc], target_idx [B, Nt] -> predictions [B, Nt, out_width]."""
     x = self.embed(context)
-    pos = self.pos_embed[...].astype(x.dtype)
-    queries = self.mask_tokens[mask_token].astype(x.dtype) + pos[target_idx]
-    x = jnp.concatenate([x + pos[context_idx], queries], axis=1)
+    queries = jnp.broadcast_to(self.mask_tokens[mask_token].astype(x.dtype), (*target_idx.shape, x.shape[-1]))
+    if self.rope:
+      ids = jnp.concatenate([context_idx, target_idx], axis=1)
+    else:
+      pos = self.pos_embed[...].astype(x.dtype)
+      x, queries, ids = x + pos[context_idx], queries + pos[target_idx], None
+    x = jnp.concatenate([x, queries], axis=1)
     for block in self.blocks:
-      x = block(x)
+      x = block(x, ids=ids)
     return self.proj(self.norm(x[:, context_idx.shape[1] :]))
 
 
@@ -143,7 +152,7 @@ class VJEPAModel(nnx.Module):
     kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
     width = self.encoder.width
     self.predictor = TokenPredictor(
-      self.encoder.num_tokens,
+      self.encoder.grid,
       width,
       m.predictor_width,
       m.predictor_depth,
@@ -218,7 +227,7 @@ class VJEPA(Method):
       mask_rng, split_rng, drop_rng = jax.random.split(jax.random.fold_in(rng, i), 3)
       masked = multiblock_mask(mask_rng, b, self.grid, **mask_set)
       context, target = split_tokens(split_rng, masked, nc, nt)
-      z = model.encoder.encode(model.encoder.embed(video, context), drop_rng)
+      z = model.encoder.encode(model.encoder.embed(video, context), drop_rng, context)
       pred = model.predictor(z, context, target, i).astype(jnp.float32)
       loss = jnp.mean(jnp.abs(pred - jnp.take_along_axis(targets, target[..., None], axis=1)))
       metrics[f"l1/mask_set_{i}"] = loss

@@ -81,6 +81,7 @@ class Attention(nnx.Module):
     *,
     qkv_bias="all",
     attention_impl="auto",
+    rope_grid: tuple[int, int, int] | None = None,
     dtype=jnp.float32,
     param_dtype=jnp.float32,
     rngs: nnx.Rngs,
@@ -103,6 +104,7 @@ class Attention(nnx.Module):
     self.proj = param(rngs, xavier((0, 1), 2), (num_heads, head_dim, dim), ("heads", "kv", "embed"), param_dtype)
     self.proj_bias = param(rngs, zeros, (dim,), ("embed",), param_dtype)
     self.attention_impl = attention_impl
+    self.rope_grid = tuple(rope_grid) if rope_grid else None
     self.dtype = dtype
 
   def qkv_bias_value(self):
@@ -112,12 +114,17 @@ class Attention(nnx.Module):
       return jnp.stack([self.q_bias[...], jnp.zeros_like(self.q_bias[...]), self.v_bias[...]])
     return None
 
-  def __call__(self, x):
+  def __call__(self, x, ids=None):
+    """x [B, N, D]; ids: int [B, N] grid index of each token, for rotary positions (default: 0..N-1)."""
     qkv = jnp.einsum("bnd,dthk->tbnhk", x.astype(self.dtype), self.qkv[...].astype(self.dtype))
     bias = self.qkv_bias_value()
     if bias is not None:
       qkv = qkv + bias[:, None, None].astype(self.dtype)
-    q, k, v = (sharding.constrain(t, ("batch", "act_seq", "act_heads", None)) for t in qkv)
+    q, k, v = qkv
+    if self.rope_grid:
+      ids = jnp.arange(x.shape[1])[None] if ids is None else ids
+      q, k = rope_3d(q, ids, self.rope_grid), rope_3d(k, ids, self.rope_grid)
+    q, k, v = (sharding.constrain(t, ("batch", "act_seq", "act_heads", None)) for t in (q, k, v))
     out = dot_product_attention(q, k, v, implementation=self.attention_impl)
     y = jnp.einsum("bnhk,hkd->bnd", out, self.proj[...].astype(self.dtype))
     return y + self.proj_bias[...].astype(self.dtype)
@@ -184,21 +191,22 @@ class Block(nnx.Module):
     norm_eps=1e-6,
     drop_path_rate=0.0,
     attention_impl="auto",
+    rope_grid=None,
     dtype=jnp.float32,
     param_dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.norm1 = LayerNorm(dim, eps=norm_eps, **kw)
-    self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attention_impl=attention_impl, **kw)
+    self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attention_impl=attention_impl, rope_grid=rope_grid, **kw)
     self.norm2 = LayerNorm(dim, eps=norm_eps, **kw)
     self.mlp = Mlp(dim, mlp_dim, **kw)
     self.drop_path_rate = drop_path_rate
 
-  def __call__(self, x, rng=None):
+  def __call__(self, x, rng=None, ids=None):
     rngs = (None, None) if rng is None else tuple(jax.random.split(rng))
     x = residual_stream(x)
-    x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, rngs[0])
+    x = x + drop_path(self.attn(self.norm1(x), ids), self.drop_path_rate, rngs[0])
     x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[1])
     return sharding.constrain(x, ("batch", "act_seq", "act_embed"))
 
@@ -252,6 +260,36 @@ class FactorisedBlock(nnx.Module):
     x = x + drop_path(temporal, self.drop_path_rate, rngs[1])
     x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[2])
     return sharding.constrain(x, ("batch", "act_seq", "act_embed"))
+
+
+def _rotate(x, positions):
+  """V-JEPA 2's rotate_queries_or_keys: x [B, N, H, d] turned by positions [B, N] at d/2 frequencies.
+
+  As in facebookresearch/vjepa2 (and transformers' VJEPA2), channels are paired (2i, 2i+1) but the
+  sin/cos tables are tiled, not interleaved: channel j uses frequency j mod d/2. Checkpoints were
+  trained with exactly this, so it is kept.
+  """
+  d = x.shape[-1]
+  omega = 1.0 / 10000 ** (jnp.arange(d // 2, dtype=jnp.float32) / (d / 2))
+  freq = positions.astype(jnp.float32)[..., None, None] * omega  # [B, N, 1, d/2]
+  sin, cos = (jnp.tile(f(freq), 2).astype(x.dtype) for f in (jnp.sin, jnp.cos))
+  pairs = x.reshape(*x.shape[:-1], d // 2, 2)
+  turned = jnp.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
+  return x * cos + turned * sin
+
+
+def rope_3d(x, ids, grid: tuple[int, int, int]):
+  """3-D rotary position embedding (V-JEPA 2's RoPEAttention) of queries or keys x [B, N, H, Dh].
+
+  ids [B, N] (or [1, N]) are the tokens' indices in the flattened (t, h, w) grid. Three equal even
+  slices of each head, 2 * (Dh // 3 // 2) channels each, turn by the frame, row and column; channels
+  left over stay as they are.
+  """
+  _, rows, cols = grid
+  axes = (ids // (rows * cols), ids % (rows * cols) // cols, ids % cols)
+  d = 2 * (x.shape[-1] // 3 // 2)
+  parts = [_rotate(x[..., i * d : (i + 1) * d], axis) for i, axis in enumerate(axes)]
+  return jnp.concatenate(parts + [x[..., 3 * d :]], axis=-1)
 
 
 def sincos_table(num_positions: int, dim: int) -> np.ndarray:

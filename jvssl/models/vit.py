@@ -55,7 +55,9 @@ class ViT(nnx.Module):
         "num_heads": 0,
         "mlp_dim": 0,
         "patch_size": (2, 16, 16),  # (frames, height, width) of one tubelet.
-        "pos_embed": "sincos",  # "sincos" (VideoMAE's fixed table) or "learned".
+        # "sincos" (VideoMAE's fixed table), "learned", or "rope": no table, V-JEPA 2's 3-D rotary
+        # embedding of queries and keys in every block (methods pass the kept tokens' ids to `encode`).
+        "pos_embed": "sincos",
         "qkv_bias": "qv",  # VideoMAE's q and v biases; "all" for standard ViTs.
         "norm_eps": 1e-6,
         # "tokens": LayerNorm on every output token (pretraining layout, as MAE/VideoMAE);
@@ -101,14 +103,17 @@ class ViT(nnx.Module):
       rngs, layers.xavier((0, 1, 2, 3), 4), (pt, ph, pw, 3, width), (None, None, None, None, "embed"), param_dtype
     )
     self.patch_bias = layers.param(rngs, nnx.initializers.zeros, (width,), ("embed",), param_dtype)
+    self.rope = config.pos_embed == "rope"
     if config.pos_embed == "sincos":
       self.pos_embed = nnx.Variable(jnp.asarray(layers.sincos_table(num_tokens, width)))
     elif config.pos_embed == "learned":
       self.pos_embed = layers.param(
         rngs, nnx.initializers.truncated_normal(0.02), (num_tokens, width), (None, "embed"), param_dtype
       )
-    else:
-      raise ValueError(f"pos_embed must be 'sincos' or 'learned', not {config.pos_embed!r}")
+    elif self.rope and (config.pool == "cls" or config.attention == "factorised"):
+      raise ValueError("pos_embed='rope' turns tokens by their grid position: no CLS token, no factorised attention")
+    elif not self.rope:
+      raise ValueError(f"pos_embed must be 'sincos', 'learned' or 'rope', not {config.pos_embed!r}")
     if config.pool == "cls":
       if config.attention == "factorised":
         raise ValueError("a CLS token belongs to no frame: use model.pool='mean' with factorised attention")
@@ -118,7 +123,8 @@ class ViT(nnx.Module):
     self.pool = config.pool
     block_kw = dict(qkv_bias=config.qkv_bias, norm_eps=config.norm_eps, attention_impl=config.attention_impl, **kw)
     if config.attention == "joint":
-      make_block = lambda rate: layers.Block(width, heads, mlp, drop_path_rate=rate, **block_kw)
+      rope_grid = self.grid if self.rope else None
+      make_block = lambda rate: layers.Block(width, heads, mlp, drop_path_rate=rate, rope_grid=rope_grid, **block_kw)
     elif config.attention == "factorised":
       make_block = lambda rate: layers.FactorisedBlock(
         width, heads, mlp, num_frames=self.grid[0], drop_path_rate=rate, **block_kw
@@ -145,33 +151,45 @@ class ViT(nnx.Module):
     keep: optional int32 [B, n] token indices (VideoMAE's visible tokens) -> [B, n, D]. The
     patches are picked before the projection, which then costs n/N of the full one, and the
     backward pass scatters no token gradients back to all N positions (the pick is on data).
+    With pos_embed='rope' nothing is added: pass the same `keep` to `encode` as its ids.
     """
     pt, ph, pw = self.patch_size
     patches = einops.rearrange(video, "b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
-    pos = self.pos_embed[...].astype(self.dtype)
     if keep is not None:
       patches = jnp.take_along_axis(patches, keep[..., None], axis=1)
-      pos = pos[keep]
     kernel = self.patch_embed[...].reshape(-1, self.width).astype(self.dtype)
     x = patches.astype(self.dtype) @ kernel + self.patch_bias[...].astype(self.dtype)
-    return x + pos
+    return self.add_positions(x, keep)
 
-  def encode(self, tokens, rng=None):
-    """Runs the blocks (and the token norm) on tokens [B, n, D] (n may be a visible subset)."""
-    return self._encode(tokens, rng)[1]
+  def add_positions(self, x, ids=None):
+    """Tokens x [B, n, D] plus the table's rows `ids` [B, n] (default: all N in order); x as it is with RoPE."""
+    if self.rope:
+      return x
+    pos = self.pos_embed[...].astype(x.dtype)
+    return x + (pos if ids is None else pos[ids])
 
-  def _encode(self, tokens, rng):
+  def encode(self, tokens, rng=None, ids=None):
+    """Runs the blocks (and the token norm) on tokens [B, n, D] (n may be a visible subset).
+
+    ids: int [B, n] grid index of each token, which RoPE turns queries and keys by (default: 0..n-1,
+    the whole grid in order); the other position embeddings were added by `embed` and ignore it.
+    """
+    return self._encode(tokens, rng, ids)[1]
+
+  def _encode(self, tokens, rng, ids=None):
     """-> (CLS output [B, D] or None, token outputs [B, n, D])."""
     rngs = [None] * len(self.blocks) if rng is None else list(jax.random.split(rng, len(self.blocks)))
     x = tokens
     if self.pool == "cls":
       cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
       x = jnp.concatenate([cls, x], axis=1)
-    run = lambda b, y, r: b(y, r)
+    if not self.rope:
+      ids = None  # FactorisedBlock takes none.
+    run = (lambda b, y, r, i: b(y, r, i)) if self.rope else (lambda b, y, r, i: b(y, r))
     if self.remat != "none":
       run = nnx.remat(run, policy=REMAT_POLICIES[self.remat])
     for block, block_rng in zip(self.blocks, rngs):
-      x = run(block, x, block_rng)
+      x = run(block, x, block_rng, ids)
     if self.final_norm == "tokens":
       x = self.norm(x)
     return (x[:, 0], x[:, 1:]) if self.pool == "cls" else (None, x)

@@ -12,6 +12,12 @@ jvssl.flops, or on CPU a measured float32 matmul rate) and peak memory.
 shapes, tube masking) in the same run, one step of each in turn so that load
 from elsewhere slows both alike, and prints the ratio of the medians; it needs
 the optional torch and transformers packages and a VideoMAE/ViT config.
+`--versus=field=value` (repeatable) also times the same config with those
+overrides, in the same way, and prints its step time and the ratio: VideoMAE V2's
+dual masking against plain VideoMAE is
+
+  python -m jvssl.tools.benchmark --config=configs/videomae_k400.py:vit_b --batch_size=1 --steps=5 \
+      --config.method.decoder_mask_ratio=0.5 --versus=method.decoder_mask_ratio=0.0
 """
 
 import json
@@ -41,6 +47,13 @@ def parse_args(argv):
   p.add_argument("--steps", type=int, default=10, help="timed steps, after --warmup untimed ones")
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--torch", action="store_true", help="also time the PyTorch reference and print the ratio")
+  p.add_argument(
+    "--versus",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="also time the config with this override (repeatable: all of them at once) and print the ratio",
+  )
   args, overrides = cli.parse(p, argv)
   if args.batch_size:
     overrides.append(f"data.batch_size={args.batch_size}")
@@ -240,12 +253,24 @@ def benchmark(args, overrides: list[str]) -> None:
   """Times the steps `args` asks for and prints the JSON line."""
   config = cli.load_config(args.config, overrides)
   steps = [jvssl_step(config, args.warmup)]
+  if args.versus:
+    # Loaded like the first, so the versus overrides win over everything else given.
+    versus_config = cli.load_config(args.config, overrides + args.versus)
+    steps.append(jvssl_step(versus_config, args.warmup))
   if args.torch:
     steps.append(torch_step(config, args.warmup))
   times = _interleaved([fn for fn, _ in steps], args.steps, 0)
   result = jvssl_report(config, times[0], steps[0][1])
+  if args.versus:
+    median = statistics.median(times[1])
+    result["versus"] = args.versus
+    result["versus_step_time_s"] = round(median, 4)
+    versus_flops = steps[1][1]["trainer"].step_flops
+    result["versus_gflops_per_step"] = float(f"{versus_flops * jax.device_count() / 1e9:.4g}") if versus_flops else None
+    # > 1: the config's step is faster than the versus one's (medians of steps taken in turn).
+    result["speedup_vs_versus"] = round(result["versus_step_time_s"] / result["step_time_s"], 3)
   if args.torch:
-    result.update(torch_report(times[1], steps[1][1], config.data.batch_size))
+    result.update(torch_report(times[-1], steps[-1][1], config.data.batch_size))
     # > 1: jvssl's step is faster than PyTorch's (medians of steps taken in turn).
     result["speedup_vs_torch"] = round(result["torch_step_time_s"] / result["step_time_s"], 3)
   print(json.dumps(result), flush=True)

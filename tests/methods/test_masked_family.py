@@ -43,7 +43,7 @@ def extras(method, trainer, state, initial, out):
     out["start_to_student"] = float(np.abs(kernel(start) - kernel(student)).mean())
 """
 
-METHODS = ("vjepa", "maskfeat", "videomae_v2", "future", "mvd")
+METHODS = ("vjepa", "vjepa2", "maskfeat", "videomae_v2", "future", "mvd")
 
 
 @pytest.fixture(scope="module")
