@@ -15,7 +15,7 @@ image and video teachers), `:videomae` (the demo itself, with this file's evalua
 import importlib.util
 import os
 
-from jvssl.config import base_config, eval_config, parse_arg
+from jvssl.config import base_config, parse_arg
 
 METHODS = ("vjepa", "vjepa2", "maskfeat", "videomae_v2", "future", "mvd", "videomae")
 # Variants that are VideoMAE with other masking.
@@ -24,20 +24,21 @@ _VIDEOMAE = ("videomae", "videomae_v2", "future")
 _SHARED = ("seed", "data", "optimizer", "schedule", "train", "eval")
 
 
-def demo_config(runlocal: bool):
-  """configs/videomae_synthetic.py's config (its geometry is what every variant here uses)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "videomae_synthetic.py")
-  spec = importlib.util.spec_from_file_location("jvssl_videomae_synthetic", path)
+def _sibling(name: str):
+  """The config module configs/<name>.py beside this file."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"jvssl_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config("runlocal" if runlocal else None)
+  return module
 
 
 def get_config(arg=None):
   arg = parse_arg(arg, method="vjepa", runlocal=False)
   if arg.method not in METHODS:
     raise ValueError(f"unknown variant {arg.method!r}; one of {', '.join(METHODS)}")
-  demo = demo_config(arg.runlocal)
+  ssl = _sibling("ssl_synthetic")
+  demo = ssl.demo_config(arg.runlocal)
   method = "videomae" if arg.method in _VIDEOMAE else "vjepa" if arg.method == "vjepa2" else arg.method
   c = base_config(model="vit", method=method)
   for key in _SHARED:
@@ -65,10 +66,8 @@ def get_config(arg=None):
     m.decoder_width, m.decoder_depth, m.decoder_heads = decoder
     m.mask_ratio = demo.method.mask_ratio
 
-  # Frozen-feature evaluations of the pooled embedding, the same for every method (as ssl_synthetic.py).
-  c.evals.knn = eval_config("knn", num_train=demo.evals.knn.num_train, readout="mean")
-  c.evals.linear_probe = eval_config(
-    "linear_probe", num_train=demo.evals.linear_probe.num_train, readout="mean", steps=demo.evals.linear_probe.steps
-  )
+  # The frozen-feature evaluations of configs/ssl_synthetic.py (linear probe, k-NN, attentive probe), so the
+  # masked family's results compare with the contrastive and pretext methods' too.
+  c.evals = ssl.get_config("runlocal" if arg.runlocal else None).evals
   c.lock()
   return c

@@ -132,7 +132,8 @@ def base_config(*, model: str = "vit", method: str = "videomae") -> ConfigDict:
   c.train = ConfigDict()
   c.train.num_steps = 0  # 0: derived from num_epochs and the data set size.
   c.train.num_epochs = 1.0
-  c.train.compute_dtype = "float32"  # "bfloat16" on TPU/GPU. Never float16.
+  # "bfloat16" on TPU/GPU; "auto": float32 on the CPU, bfloat16 on accelerators. Never float16.
+  c.train.compute_dtype = "float32"
   c.train.param_dtype = "float32"
   c.train.log_every_steps = 50
   c.train.checkpoint_every_steps = 1000
@@ -223,9 +224,9 @@ def validate(config: ConfigDict) -> None:
       raise ConfigError(f"config.evals.{name} has no 'type' (one of {registry.EVALUATORS.names()})")
     _check_section(entry, eval_config(entry.type), f"evals.{name}.")
   registry.SOURCES.get(config.data.source)
-  if config.train.compute_dtype not in ("float32", "bfloat16"):
+  if config.train.compute_dtype not in ("float32", "bfloat16", "auto"):
     raise ConfigError(
-      f"train.compute_dtype must be 'float32' or 'bfloat16', not '{config.train.compute_dtype}'"
+      f"train.compute_dtype must be 'float32', 'bfloat16' or 'auto', not '{config.train.compute_dtype}'"
       " (float16 overflows in VideoMAE-style training)"
     )
 

@@ -58,6 +58,19 @@ def test_float16_is_refused():
     config_lib.load(SYNTHETIC, ["train.compute_dtype=float16"])
 
 
+@pytest.mark.parametrize("backend, expected", [("cpu", "float32"), ("gpu", "bfloat16"), ("tpu", "bfloat16")])
+def test_auto_compute_dtype_follows_the_backend(monkeypatch, backend, expected):
+  import jax
+  import jax.numpy as jnp
+
+  from jvssl import models
+
+  config = config_lib.load(SYNTHETIC, ["train.compute_dtype=auto"])
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  assert models.dtypes(config) == (jnp.dtype(expected), jnp.dtype("float32"))
+  assert models.dtype_kw(config) == {"dtype": jnp.dtype(expected), "param_dtype": jnp.dtype("float32")}
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))))
 def test_every_shipped_config_loads_with_runlocal(path):
   c = config_lib.load(path + ":runlocal")

@@ -1,5 +1,6 @@
 """Synthetic videos for the tasks beyond classification: a shape whose motion changes within the video, with a
-motion label for every frame (temporal action segmentation, transition points, alignment phases).
+motion label for every frame (temporal action segmentation, transition points, alignment phases), and
+near-duplicates of such videos (re-encoded, cropped, re-timed) among distractors for near-duplicate retrieval.
 
 Like `jvssl.data.synthetic`, everything about video `i` follows from (seed, split, i), and the motions are that
 module's `MOTIONS` (right, left, down, up, rotate_cw, rotate_ccw, grow, shrink, ...). Each video is one shape on
@@ -119,3 +120,53 @@ class SegmentationVideos:
     """The first num_videos videos of `split`: (uint8 [V, length, size, size, 3], int32 [V, length])."""
     pairs = [self.video(i, split) for i in range(num_videos)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+@dataclasses.dataclass(frozen=True)
+class NearDuplicates:
+  """A near-duplicate retrieval benchmark (FIVR's and CC_WEB_VIDEO's setting) made of `videos`' test split.
+
+  Queries are the first videos; the database holds `copies` near-duplicates of each query among distractors
+  (other videos, never a query). A copy shows a random `span` of the query's duration stretched to its length
+  (re-timed), a random square crop of `crop` of its side scaled back to full size, and is JPEG re-encoded at a
+  quality in `jpeg_quality`. Everything follows from (videos.seed, index).
+  """
+
+  videos: SegmentationVideos
+  copies: int = 2
+  span: tuple[float, float] = (0.6, 1.0)
+  crop: tuple[float, float] = (0.7, 0.9)
+  jpeg_quality: tuple[int, int] = (20, 60)
+
+  def copy(self, video: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A near-duplicate of video uint8 [L, S, S, 3], of the same shape."""
+    import tensorflow as tf  # Only here: the rest of this module renders with numpy.
+
+    length, size = video.shape[:2]
+    span = rng.uniform(*self.span) * (length - 1)
+    start = rng.uniform(0, length - 1 - span)
+    frames = video[np.round(np.linspace(start, start + span, length)).astype(int)]
+    side = int(round(rng.uniform(*self.crop) * size))
+    y, x = rng.integers(0, size - side + 1, 2)
+    frames = tf.image.resize(frames[:, y : y + side, x : x + side], (size, size), antialias=True)
+    frames = tf.cast(tf.clip_by_value(tf.round(frames), 0, 255), tf.uint8)
+    quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+    return np.stack([tf.io.decode_jpeg(tf.io.encode_jpeg(f, quality=quality)).numpy() for f in frames])
+
+  def build(self, num_queries: int, num_distractors: int):
+    """(queries uint8 [Q, L, S, S, 3], database uint8 [Q * copies + D, L, S, S, 3], query ids, database ids,
+    positives: query id -> its copies' ids). Database order is shuffled, so rank alone says nothing."""
+    queries = np.stack([self.videos.video(i, "test")[0] for i in range(num_queries)])
+    rng = np.random.default_rng([self.videos.seed, 7, num_queries, num_distractors])
+    database, database_ids = [], []
+    for q in range(num_queries):
+      for c in range(self.copies):
+        database.append(self.copy(queries[q], rng))
+        database_ids.append(f"q{q}_copy{c}")
+    for d in range(num_distractors):
+      database.append(self.videos.video(num_queries + d, "test")[0])
+      database_ids.append(f"distractor{d}")
+    order = rng.permutation(len(database))
+    query_ids = [f"q{q}" for q in range(num_queries)]
+    positives = {f"q{q}": frozenset(f"q{q}_copy{c}" for c in range(self.copies)) for q in range(num_queries)}
+    return queries, np.stack(database)[order], query_ids, [database_ids[i] for i in order], positives

@@ -35,7 +35,7 @@ class Classifier(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
     method = config.method
     self.encoder = models.build(config, rngs=rngs)
-    dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
+    dtype, param_dtype = models.dtypes(config)
     width = self.encoder.width
     # A small head init keeps the first steps from wrecking pretrained features (VideoMAE: 0.001 scale).
     head_init = nnx.initializers.truncated_normal(0.02 * method.head_init_scale)

@@ -19,7 +19,7 @@ class Center(nnx.Variable):
 class DINOModel(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
     m = config.method
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
+    kw = dict(models.dtype_kw(config), rngs=rngs)
     self.encoder = models.build(config, rngs=rngs)
     self.head = heads.DINOHead(
       self.encoder.width, m.hidden_dim, m.bottleneck_dim, m.num_prototypes, num_layers=m.head_layers, **kw

@@ -31,7 +31,7 @@ class MaskFeatModel(nnx.Module):
     pt, ph, pw = self.encoder.patch_size
     if ph % m.hog_cell or pw % m.hog_cell:
       raise ConfigError(f"method.hog_cell={m.hog_cell} must divide the model's {ph}x{pw} patches")
-    dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
+    dtype, param_dtype = models.dtypes(config)
     width = self.encoder.width
     self.mask_token = layers.param(rngs, nnx.initializers.truncated_normal(0.02), (width,), ("embed",), param_dtype)
     target_dim = pt * (ph // m.hog_cell) * (pw // m.hog_cell) * 3 * m.hog_orientations

@@ -2,7 +2,6 @@
 momentum copy of encoder + projector (Teacher variables, updated in `update`)."""
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jvssl import models
@@ -13,7 +12,7 @@ from jvssl.methods.base import Inputs, Method
 class StudentTeacher(nnx.Module):
   def __init__(self, config, *, last_batch_norm: bool, rngs: nnx.Rngs):
     m = config.method
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
+    kw = dict(models.dtype_kw(config), rngs=rngs)
     self.encoder = models.build(config, rngs=rngs)
     self.head = heads.MLP(
       self.encoder.width,

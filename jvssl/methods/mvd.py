@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jvssl import registry
+from jvssl import models, registry
 from jvssl.errors import CheckpointError, ConfigError
 from jvssl.initialize import read_checkpoint
 from jvssl.methods import embedding
@@ -44,7 +44,7 @@ class MVDModel(nnx.Module):
   def __init__(self, config, teachers: dict, *, rngs: nnx.Rngs):
     """teachers: {name: (model config, {array name: value} of its encoder, or None for random)}."""
     m = config.method
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
+    kw = dict(models.dtype_kw(config), rngs=rngs)
     self.encoder = build_vit(config.model, config.data.num_frames, config.data.image_size, kw)
     self.decoders = nnx.Dict()
     self.teachers = nnx.Dict()

@@ -36,7 +36,7 @@ def task_table(method) -> dict:
 
 class PretextModel(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
+    kw = dict(models.dtype_kw(config), rngs=rngs)
     self.encoder = models.build(config, rngs=rngs)
     self.heads = nnx.Dict(
       {

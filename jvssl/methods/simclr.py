@@ -8,7 +8,6 @@ device instead (views.random_view).
 """
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 from ml_collections import ConfigDict
 
@@ -20,7 +19,7 @@ from jvssl.methods.base import Inputs, Method
 class SimCLRModel(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
     m = config.method
-    dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
+    dtype, param_dtype = models.dtypes(config)
     self.encoder = models.build(config, rngs=rngs)
     self.head = heads.MLP(
       self.encoder.width,

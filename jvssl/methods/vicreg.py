@@ -41,7 +41,7 @@ def covariance(z: jax.Array) -> jax.Array:
 class VICRegModel(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
     m = config.method
-    dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
+    dtype, param_dtype = models.dtypes(config)
     self.encoder = models.build(config, rngs=rngs)
     self.expander = heads.MLP(
       self.encoder.width,

@@ -31,7 +31,7 @@ class VideoMAEModel(nnx.Module):
       raise ConfigError(f"VideoMAE needs a token backbone with embed/encode (like 'vit'), not '{config.model.name}'")
     if config.model.final_norm != "tokens":
       raise ConfigError("VideoMAE decodes normalised tokens: set model.final_norm='tokens'")
-    dtype, param_dtype = jnp.dtype(config.train.compute_dtype), jnp.dtype(config.train.param_dtype)
+    dtype, param_dtype = models.dtypes(config)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     width = method.decoder_width
     self.encoder_to_decoder = layers.Dense(

@@ -149,7 +149,7 @@ class VJEPAModel(nnx.Module):
     self.encoder = models.build(config, rngs=rngs)
     if not hasattr(self.encoder, "embed") or not hasattr(self.encoder, "grid"):
       raise ConfigError(f"V-JEPA needs a token backbone with embed/encode (like 'vit'), not '{config.model.name}'")
-    kw = dict(dtype=jnp.dtype(config.train.compute_dtype), param_dtype=jnp.dtype(config.train.param_dtype), rngs=rngs)
+    kw = dict(models.dtype_kw(config), rngs=rngs)
     width = self.encoder.width
     self.predictor = TokenPredictor(
       self.encoder.grid,

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jvssl import flops, sharding, trainer as trainer_lib
+from jvssl import flops, models, sharding, trainer as trainer_lib
 from jvssl.errors import UserError
 
 
@@ -150,7 +150,7 @@ def jvssl_report(config, times: list[float], facts: dict) -> dict:
     "config": config_name(config),
     "device": kind,
     "devices": jax.device_count(),
-    "compute_dtype": config.train.compute_dtype,
+    "compute_dtype": str(models.dtypes(config)[0]),  # "auto" resolved.
     "batch_size": data.batch_size,
     "step_time_s": round(median, 4),
     "step_time_min_s": round(min(times), 4),
@@ -224,7 +224,7 @@ def torch_step(config, warmup: int):
   for i in range(b):  # Tube masking: the same spatial positions in every frame.
     masked[i, torch.randperm(spatial, generator=generator)[: int(method.mask_ratio * spatial)]] = True
   mask = masked.repeat(1, grid_t).to(device)
-  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.train.compute_dtype == "bfloat16")
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=models.dtypes(config)[0] == jnp.bfloat16)
 
   def step():
     with autocast:

@@ -97,7 +97,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
 
   # The linear probe and fine-tuning run the same way (their own tests cover them); here the tasks, and k-NN
   # as the recipe lists it.
-  tasks = "knn,clip_retrieval,temporal_segmentation"
+  tasks = "knn,clip_retrieval,temporal_segmentation,near_duplicate"
   small = data | {
     "evals.knn.num_train": 16,
     "evals.temporal_segmentation.num_train_videos": 4,
@@ -106,6 +106,9 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     "evals.temporal_segmentation.segment": "(3,6)",
     "evals.temporal_segmentation.head_layers": 2,
     "evals.temporal_segmentation.steps": 5,
+    "evals.near_duplicate.num_queries": 4,
+    "evals.near_duplicate.num_distractors": 4,
+    "evals.near_duplicate.clips_per_video": 2,
     "eval.compare_random_init": False,
   }
   argv = [f"--config={os.path.join(REPO, 'configs/videomae_synthetic.py:runlocal')}", f"--workdir={workdir}"]
@@ -117,6 +120,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     "knn/accuracy",
     *(f"clip_retrieval/recall@{k}" for k in (1, 5, 10, 20, 50)),
     *(f"temporal_segmentation/{m}" for m in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")),
+    "near_duplicate/mAP",
   }
   assert all(0.0 <= v <= 1.0 for v in results.values()), results
   # 16 training clips, 2 classes each of 8: with k = 20 >= 16 every query finds its class.
