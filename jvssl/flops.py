@@ -69,7 +69,8 @@ def videomae_step_flops(config, batch_size: int | None = None) -> float:
 
   Backward costs twice the forward for every matmul with trainable weights
   (gradients for inputs and for weights), except the tubelet embedding, whose
-  input is the video (weight gradient only). Elementwise work is left out.
+  input is the video (weight gradient only). Elementwise work is left out. With dual masking
+  (method.decoder_mask_ratio, VideoMAE V2) the decoder sees the visible tokens and the masked ones it keeps.
   """
   width, depth, _, mlp = vit.dims(config.model)
   data, method = config.data, config.method
@@ -85,8 +86,11 @@ def videomae_step_flops(config, batch_size: int | None = None) -> float:
   dec = method.decoder_width
   embed = 2 * n_visible * patch * width  # Only the visible tubelets are embedded.
   encoder = depth * _block_flops(n_visible, width, mlp)
+  n_decoded = n_masked - int(n_masked * method.decoder_mask_ratio)  # As videomae.decoder_subset.
   decoder = (
-    2 * n_visible * width * dec + method.decoder_depth * _block_flops(n, dec, 4 * dec) + 2 * n_masked * dec * patch
+    2 * n_visible * width * dec
+    + method.decoder_depth * _block_flops(n_visible + n_decoded, dec, 4 * dec)
+    + 2 * n_decoded * dec * patch
   )
   per_clip = 2 * embed + 3 * (encoder + decoder)
   return float(per_clip * (batch_size or data.batch_size))

@@ -55,7 +55,8 @@ def test_grad_accumulation_must_divide_batch():
     _one_step(_classify_config(grad_accum_steps=3))
 
 
-def test_step_flops_match_the_analytic_count():
+@pytest.mark.parametrize("decoder_mask_ratio", [0.0, 0.5])  # VideoMAE, and V2's dual masking.
+def test_step_flops_match_the_analytic_count(decoder_mask_ratio):
   """XLA's count of the compiled VideoMAE step agrees with the matmul count of jvssl.flops (ViT-S geometry)."""
   import jax
 
@@ -63,7 +64,8 @@ def test_step_flops_match_the_analytic_count():
 
   c = config_lib.load(
     "configs/videomae_k400.py:vit_s",
-    ["data.batch_size=2", "data.source=synthetic", "train.num_steps=2", "train.compute_dtype=float32"],
+    ["data.batch_size=2", "data.source=synthetic", "train.num_steps=2", "train.compute_dtype=float32"]
+    + [f"method.decoder_mask_ratio={decoder_mask_ratio}"],
   )
   c.model.depth, c.method.decoder_depth = 2, 1  # Compile time; the count scales per block.
   trainer = trainer_lib.Trainer(c, sharding.make_mesh(c.mesh), 2, 1.0)
