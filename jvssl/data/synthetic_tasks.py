@@ -1,6 +1,7 @@
 """Synthetic videos for the tasks beyond classification: a shape whose motion changes within the video, with a
-motion label for every frame (temporal action segmentation, transition points, alignment phases), and
-near-duplicates of such videos (re-encoded, cropped, re-timed) among distractors for near-duplicate retrieval.
+motion label for every frame (temporal action segmentation, transition points); videos that all go through the
+same motions in the same order, with a phase label for every frame (video alignment); and near-duplicates of
+such videos (re-encoded, cropped, re-timed) among distractors (near-duplicate retrieval).
 
 Like `jvssl.data.synthetic`, everything about video `i` follows from (seed, split, i), and the motions are that
 module's `MOTIONS` (right, left, down, up, rotate_cw, rotate_ccw, grow, shrink, ...). Each video is one shape on
@@ -120,6 +121,34 @@ class SegmentationVideos:
     """The first num_videos videos of `split`: (uint8 [V, length, size, size, 3], int32 [V, length])."""
     pairs = [self.video(i, split) for i in range(num_videos)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseVideos(SegmentationVideos):
+  """Repetitions of one "action" for video alignment (TCC's setting): every video goes through the motions
+  `phases` (indices of `synthetic.MOTIONS`) in that order, each for at least `segment[0]` frames and a random
+  share of the rest; shape, colours, start pose and speeds differ per video. video(index) -> (uint8
+  [length, size, size, 3], int32 [length] phase index 0..len(phases)-1).
+
+  Growing and shrinking are left out of the default phases: the size limits can turn one into the other.
+  """
+
+  phases: tuple[int, ...] = (0, 2, 4, 1)  # right, down, rotate_cw, left.
+
+  def __post_init__(self):
+    super().__post_init__()
+    if any(a == b for a, b in zip(self.phases, self.phases[1:])):
+      raise ValueError(f"consecutive phases must be different motions, got {self.phases}")
+    if self.length < len(self.phases) * self.segment[0]:
+      raise ValueError(f"{self.length} frames cannot hold {len(self.phases)} phases of {self.segment[0]} or more")
+
+  def labels(self, rng: np.random.Generator) -> np.ndarray:
+    extra = rng.multinomial(self.length - len(self.phases) * self.segment[0], rng.dirichlet(np.ones(len(self.phases))))
+    return np.repeat(np.asarray(self.phases, np.int32), self.segment[0] + extra)
+
+  def video(self, index: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    frames, motions = super().video(index, split)
+    return frames, np.concatenate([[0], np.cumsum(np.diff(motions) != 0)]).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,7 +97,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
 
   # The linear probe and fine-tuning run the same way (their own tests cover them); here the tasks, and k-NN
   # as the recipe lists it.
-  tasks = "knn,clip_retrieval,temporal_segmentation,near_duplicate"
+  tasks = "knn,clip_retrieval,temporal_segmentation,near_duplicate,alignment"
   small = data | {
     "evals.knn.num_train": 16,
     "evals.temporal_segmentation.num_train_videos": 4,
@@ -109,6 +109,10 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     "evals.near_duplicate.num_queries": 4,
     "evals.near_duplicate.num_distractors": 4,
     "evals.near_duplicate.clips_per_video": 2,
+    "evals.alignment.num_train_videos": 4,
+    "evals.alignment.num_test_videos": 3,
+    "evals.alignment.clips_per_video": 2,
+    "evals.alignment.min_phase_frames": 2,
     "eval.compare_random_init": False,
   }
   argv = [f"--config={os.path.join(REPO, 'configs/videomae_synthetic.py:runlocal')}", f"--workdir={workdir}"]
@@ -121,8 +125,12 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     *(f"clip_retrieval/recall@{k}" for k in (1, 5, 10, 20, 50)),
     *(f"temporal_segmentation/{m}" for m in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")),
     "near_duplicate/mAP",
+    *(f"alignment/{m}" for m in ("phase_accuracy", "phase_progression", "kendalls_tau")),
   }
-  assert all(0.0 <= v <= 1.0 for v in results.values()), results
+  # An R^2 and a Kendall's tau may be below 0 (and tau undefined when every neighbour is one frame).
+  signed = {"alignment/phase_progression", "alignment/kendalls_tau"}
+  assert all(0.0 <= v <= 1.0 for k, v in results.items() if k not in signed), results
+  assert all(np.isnan(results[k]) or results[k] <= 1.0 for k in signed), results
   # 16 training clips, 2 classes each of 8: with k = 20 >= 16 every query finds its class.
   assert results["clip_retrieval/recall@20"] == 1.0
   table = (tmp_path / "run" / "results.md").read_text()
