@@ -333,3 +333,29 @@ def phase_progression(train_x, train_phases, test_x, test_phases) -> float:
   target = lambda phases: np.concatenate([phase_progress(p) for p in phases])
   model = Ridge(alpha=1e-3).fit(np.concatenate(train_x), target(train_phases))
   return float(model.score(np.concatenate(test_x), target(test_phases)))
+
+
+# Transition-point localisation.
+
+
+def transition_frames(frame_labels) -> np.ndarray:
+  """The frames where a new label starts (not frame 0): int [K]."""
+  labels = np.asarray(frame_labels)
+  return np.flatnonzero(labels[1:] != labels[:-1]) + 1
+
+
+def transition_scores(boundary_scores, boundary_frames, truth, tolerance: int) -> tuple[int, int]:
+  """One video's candidate boundaries, scored (higher: more likely a transition), against its true transitions.
+
+  boundary_scores [B], boundary_frames int [B] (the frame each candidate would start), truth int [K]. The K
+  best-scoring candidates (ties to the earlier) are matched one to one, greedily best first, to true transitions
+  within `tolerance` frames. Returns (matched, K): precision and recall at K are both matched / K.
+  """
+  unmatched = [int(t) for t in np.asarray(truth)]
+  k = len(unmatched)
+  order = np.argsort(-np.asarray(boundary_scores), kind="stable")[:k]
+  for frame in np.asarray(boundary_frames)[order]:
+    near = [t for t in unmatched if abs(t - int(frame)) <= tolerance]
+    if near:
+      unmatched.remove(min(near, key=lambda t: abs(t - int(frame))))
+  return k - len(unmatched), k
