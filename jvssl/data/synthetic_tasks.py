@@ -63,6 +63,17 @@ class SegmentationVideos:
     return np.asarray(out[: self.length], np.int32)
 
   def video(self, index: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    rng, labels, shape, pose = self._draw(index, split)
+    return self._render(rng, shape, *pose), labels
+
+  def masks(self, index: int, split: str = "train") -> np.ndarray:
+    """bool [length, size, size]: where video(index, split) shows its shape (its soft edge cut at one half)."""
+    _, _, shape, pose = self._draw(index, split)
+    return self._soft_mask(shape, *pose) > 0.5
+
+  def _draw(self, index: int, split: str):
+    """(rng, per-frame labels, shape, pose (cx, cy, angle, radius) per frame) of one video; rng then draws its
+    colours."""
     rng = np.random.default_rng([self.seed, _SPLIT_SALT[split], index])
     labels = self.labels(rng)
     shape = int(rng.integers(0, len(SHAPES)))
@@ -90,16 +101,21 @@ class SegmentationVideos:
     # Pose at frame t: the start pose plus the steps of the frames before it.
     pose = np.cumsum(np.concatenate([np.zeros((1, 4)), steps[:-1]]), axis=0)
     pose += (rng.uniform(), rng.uniform(), rng.uniform(0, 2 * math.pi), log_r0)
-    return self._render(rng, shape, pose[:, 0], pose[:, 1], pose[:, 2], np.exp(pose[:, 3])), labels
+    return rng, labels, shape, (pose[:, 0], pose[:, 1], pose[:, 2], np.exp(pose[:, 3]))
 
-  def _render(self, rng, shape: int, cx, cy, angle, radius) -> np.ndarray:
+  def _shape_coords(self, cx, cy, angle, radius):
+    """Each pixel's coordinates (u, v) in the shape's frame, in radii, per frame."""
     coords = (np.arange(self.size) + 0.5) / self.size
     # Offsets from the centre on the torus, so a shape crossing an edge shows on both sides.
     dx = (coords[None, None, :] - cx[:, None, None] + 0.5) % 1.0 - 0.5
     dy = (coords[None, :, None] - cy[:, None, None] + 0.5) % 1.0 - 0.5
     cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
     r = radius[:, None, None]
-    u, v = (dx * cos + dy * sin) / r, (-dx * sin + dy * cos) / r
+    return (dx * cos + dy * sin) / r, (-dx * sin + dy * cos) / r
+
+  def _soft_mask(self, shape: int, cx, cy, angle, radius) -> np.ndarray:
+    """How much of each pixel the shape covers, per frame [length, size, size] in [0, 1]."""
+    u, v = self._shape_coords(cx, cy, angle, radius)
     inside = {
       "disk": lambda: 1.0 - np.hypot(u, v),
       "square": lambda: 0.8 - np.maximum(abs(u), abs(v)),
@@ -108,7 +124,12 @@ class SegmentationVideos:
       ),
       "bar": lambda: np.minimum(1.0 - abs(u), 0.4 - abs(v)),
     }[SHAPES[shape]]()
-    mask = 1.0 / (1.0 + np.exp(-np.clip(inside * r * self.size * 2.0, -30, 30)))
+    r = radius[:, None, None]
+    return 1.0 / (1.0 + np.exp(-np.clip(inside * r * self.size * 2.0, -30, 30)))
+
+  def _render(self, rng, shape: int, cx, cy, angle, radius) -> np.ndarray:
+    mask = self._soft_mask(shape, cx, cy, angle, radius)
+    u, _ = self._shape_coords(cx, cy, angle, radius)
     # Stripes fixed to the shape, so rotation shows on round shapes too.
     stripes = 0.5 + 0.5 * np.sin(u * rng.uniform(2.0, 5.0) + rng.uniform(0, 2 * math.pi))
     colour_a, colour_b, background = rng.uniform(size=3), rng.uniform(size=3), rng.uniform(0.15, 0.85, size=3)

@@ -359,3 +359,40 @@ def transition_scores(boundary_scores, boundary_frames, truth, tolerance: int) -
     if near:
       unmatched.remove(min(near, key=lambda t: abs(t - int(frame))))
   return k - len(unmatched), k
+
+
+# Video object segmentation (DAVIS's region and boundary measures).
+
+
+def jaccard(predicted, truth) -> float:
+  """Region similarity J: intersection over union of two boolean masks; 1 when both are empty (DAVIS)."""
+  predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
+  union = np.logical_or(predicted, truth).sum()
+  return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+  """The mask's pixels that touch a pixel outside it (4-neighbourhood; the image border counts as outside)."""
+  padded = np.pad(mask, 1)
+  inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+  return mask & ~inner
+
+
+def boundary_f(predicted, truth, tolerance: int | None = None) -> float:
+  """Contour accuracy F (DAVIS): the F-measure of the two masks' boundary pixels, a pixel matching when the other
+  boundary passes within `tolerance` pixels (default DAVIS's ceil(0.008 x image diagonal)). 1 when both masks
+  are empty, 0 when only one is."""
+  from scipy import ndimage
+
+  predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
+  if tolerance is None:
+    tolerance = int(np.ceil(0.008 * np.hypot(*truth.shape)))
+  pb, tb = _boundary(predicted), _boundary(truth)
+  if not pb.any() and not tb.any():
+    return 1.0
+  if not pb.any() or not tb.any():
+    return 0.0
+  disk = np.hypot(*np.mgrid[-tolerance : tolerance + 1, -tolerance : tolerance + 1]) <= tolerance
+  precision = (pb & ndimage.binary_dilation(tb, disk)).sum() / pb.sum()
+  recall = (tb & ndimage.binary_dilation(pb, disk)).sum() / tb.sum()
+  return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))

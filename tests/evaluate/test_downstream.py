@@ -97,7 +97,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
 
   # The linear probe and fine-tuning run the same way (their own tests cover them); here the tasks, and k-NN
   # as the recipe lists it.
-  tasks = "knn,clip_retrieval,temporal_segmentation,near_duplicate,alignment,transitions"
+  tasks = "knn,clip_retrieval,temporal_segmentation,near_duplicate,alignment,transitions,object_segmentation"
   small = data | {
     "evals.knn.num_train": 16,
     "evals.temporal_segmentation.num_train_videos": 4,
@@ -116,6 +116,8 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     "evals.transitions.num_test_videos": 2,
     "evals.transitions.clips_per_video": 4,
     "evals.transitions.segment": "(3,6)",
+    "evals.object_segmentation.num_videos": 2,
+    "evals.object_segmentation.clips_per_video": 2,
     "eval.compare_random_init": False,
   }
   argv = [f"--config={os.path.join(REPO, 'configs/videomae_synthetic.py:runlocal')}", f"--workdir={workdir}"]
@@ -131,6 +133,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     *(f"alignment/{m}" for m in ("phase_accuracy", "phase_progression", "kendalls_tau")),
     "transitions/f1@k",
     "transitions/ap",
+    *(f"object_segmentation/{m}" for m in ("j_mean", "f_mean", "jf_mean")),
   }
   # An R^2 and a Kendall's tau may be below 0 (and tau undefined when every neighbour is one frame).
   signed = {"alignment/phase_progression", "alignment/kendalls_tau"}
