@@ -44,6 +44,8 @@ def test_metrics_reward_phase_aware_features_and_not_noise():
 
   good = alignment.alignment_metrics(features(train_phases), train_phases, features(test_phases), test_phases)
   assert good["phase_accuracy"] == 1.0 and good["phase_progression"] > 0.9 and good["kendalls_tau"] > 0.8, good
+  assert good["step_recall"] == 1.0
   noise = lambda phases: rng.standard_normal((*phases.shape, 4))
   bad = alignment.alignment_metrics(noise(train_phases), train_phases, noise(test_phases), test_phases)
   assert bad["phase_accuracy"] < 0.7 and bad["phase_progression"] < 0.3 and bad["kendalls_tau"] < 0.3, bad
+  assert bad["step_recall"] < 0.8

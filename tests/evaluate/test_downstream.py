@@ -130,7 +130,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
     *(f"clip_retrieval/recall@{k}" for k in (1, 5, 10, 20, 50)),
     *(f"temporal_segmentation/{m}" for m in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")),
     "near_duplicate/mAP",
-    *(f"alignment/{m}" for m in ("phase_accuracy", "phase_progression", "kendalls_tau")),
+    *(f"alignment/{m}" for m in ("phase_accuracy", "step_recall", "phase_progression", "kendalls_tau")),
     "transitions/f1@k",
     "transitions/ap",
     *(f"object_segmentation/{m}" for m in ("j_mean", "f_mean", "jf_mean")),
