@@ -32,7 +32,7 @@ Not yet a jvssl field:
 Variants: `epochs=800` (default) or `epochs=200`; add `,runlocal` for a CPU smoke run on synthetic data.
 """
 
-from jvssl.config import base_config, parse_arg
+from jvssl.config import base_config, parse_arg, shrink_cnn_for_cpu
 from jvssl.errors import ConfigError
 
 
@@ -73,13 +73,6 @@ def get_config(arg=None):
   c.train.compute_dtype = "bfloat16"  # mixed_precision_dtype.
 
   if arg.runlocal:
-    c.data.source = "synthetic"
-    c.model.depth = 10
-    # 16 px and 2 videos: 3D convolutions are slow on the CPU.
-    c.data.num_frames, c.data.frame_stride, c.data.image_size, c.data.batch_size = 4, 1, 16, 2
-    c.data.synthetic.video_length = 2 * c.data.num_frames
-    m.hidden_dim, m.embed_dim = 64, 32
-    c.train.num_steps, c.train.log_every_steps = 4, 2
-    c.train.compute_dtype = "float32"
+    shrink_cnn_for_cpu(c)
   c.lock()
   return c

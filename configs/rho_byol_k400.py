@@ -24,7 +24,7 @@ Variants: `rho=2` (default) or `rho=4` (the yaml's "BASE_LR: 1.2 # for rho=4 cli
 CPU smoke run on synthetic data.
 """
 
-from jvssl.config import base_config, parse_arg
+from jvssl.config import base_config, parse_arg, shrink_cnn_for_cpu
 from jvssl.errors import ConfigError
 
 BASE_LR = {2: 0.6, 4: 1.2}  # The yaml: BASE_LR 0.6, and 1.2 "for rho=4 clips".
@@ -72,13 +72,6 @@ def get_config(arg=None):
   c.train.compute_dtype = "bfloat16"  # SlowFast trains in float32; bfloat16 is jvssl's choice on accelerators.
 
   if arg.runlocal:
-    c.data.source = "synthetic"
-    c.model.depth = 10
-    # 16 px and 2 videos: 3D convolutions are slow on the CPU.
-    c.data.num_frames, c.data.frame_stride, c.data.image_size, c.data.batch_size = 4, 1, 16, 2
-    c.data.synthetic.video_length = 2 * c.data.num_frames
-    m.hidden_dim, m.embed_dim = 64, 32
-    c.train.num_steps, c.train.log_every_steps = 4, 2
-    c.train.compute_dtype = "float32"
+    shrink_cnn_for_cpu(c)
   c.lock()
   return c

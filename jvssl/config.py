@@ -82,6 +82,18 @@ def data_defaults() -> ConfigDict:
   return data
 
 
+def shrink_cnn_for_cpu(c: ConfigDict) -> None:
+  """A 3D-CNN embedding recipe's `runlocal` shape: a 10-layer ResNet on 2 synthetic videos of 4 16-px frames, a
+  small head, 4 float32 steps (3D convolutions are slow on the CPU)."""
+  c.data.source = "synthetic"
+  c.model.depth = 10
+  c.data.num_frames, c.data.frame_stride, c.data.image_size, c.data.batch_size = 4, 1, 16, 2
+  c.data.synthetic.video_length = 2 * c.data.num_frames
+  c.method.hidden_dim, c.method.embed_dim = 64, 32
+  c.train.num_steps, c.train.log_every_steps = 4, 2
+  c.train.compute_dtype = "float32"
+
+
 def eval_config(evaluator: str, **overrides: Any) -> ConfigDict:
   """The config of one evaluator entry of `config.evals`: its defaults + `type`."""
   cfg = registry.EVALUATORS.get(evaluator).default_config()
