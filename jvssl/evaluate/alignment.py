@@ -11,7 +11,6 @@ through its phase) and Kendall's tau of nearest-neighbour alignment between ever
 """
 
 import numpy as np
-from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import registry
@@ -73,13 +72,10 @@ class Alignment:
 
   @staticmethod
   def run(config, cfg, predictor, mesh, cache) -> dict:
-    fn = cache.function(cfg.embedding, "time")
-    steps_per_clip = nnx.merge(predictor.graphdef, predictor.params, predictor.rest).encoder.grid[0]
     gen = videos(config, cfg)
     splits = {}
     for split, n in (("train", cfg.num_train_videos), ("test", cfg.num_test_videos)):
-      video, phases = gen.split(split, n)
-      x = temporal_segmentation.frame_features(config, mesh, fn, video, steps_per_clip)
+      x, phases = temporal_segmentation.video_step_features(config, cfg, predictor, mesh, cache, gen, split, n)
       frames_per_step = phases.shape[1] // x.shape[1]
       splits[split] = (x, phases[:, frames_per_step // 2 :: frames_per_step])  # The middle frame's phase.
     return alignment_metrics(*splits["train"], *splits["test"])

@@ -96,6 +96,18 @@ def frame_features(config, mesh, fn, video: np.ndarray, steps_per_clip: int) -> 
   return out.reshape(v, (length // t) * steps_per_clip, -1)
 
 
+def video_step_features(config, cfg, predictor, mesh, cache, gen, split: str, num_videos: int):
+  """The first num_videos videos of `gen` (a SegmentationVideos) in `split` through the frozen encoder:
+  (per-step features [V, L / T * T', D] of cfg.embedding, per-frame labels int [V, L])."""
+  fn = cache.function(cfg.embedding, "time")
+  # The token grid's time steps per clip, what `video_tokens` keeps (not a copy of the weights: no copy=True).
+  steps_per_clip = nnx.merge(predictor.graphdef, predictor.params, predictor.rest).encoder.grid[0]
+  video, labels = gen.split(split, num_videos)
+  x = frame_features(config, mesh, fn, video, steps_per_clip)
+  log.info("%s features %s", split, x.shape)
+  return x, labels
+
+
 @registry.EVALUATORS.register("temporal_segmentation")
 class TemporalSegmentation:
   @staticmethod
@@ -120,16 +132,9 @@ class TemporalSegmentation:
 
   @staticmethod
   def run(config, cfg, predictor, mesh, cache) -> dict:
-    fn = cache.function(cfg.embedding, "time")
-    # The token grid's time steps per clip, what `video_tokens` keeps (not a copy of the weights: no copy=True).
-    steps_per_clip = nnx.merge(predictor.graphdef, predictor.params, predictor.rest).encoder.grid[0]
     gen = videos(config, cfg)
-    splits = {}
-    for split, n in (("train", cfg.num_train_videos), ("test", cfg.num_test_videos)):
-      video, labels = gen.split(split, n)
-      splits[split] = (frame_features(config, mesh, fn, video, steps_per_clip), labels)
-      log.info("temporal_segmentation: %s features %s", split, splits[split][0].shape)
-    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    train_x, train_y = video_step_features(config, cfg, predictor, mesh, cache, gen, "train", cfg.num_train_videos)
+    test_x, test_y = video_step_features(config, cfg, predictor, mesh, cache, gen, "test", cfg.num_test_videos)
     frames_per_step = train_y.shape[1] // train_x.shape[1]
     if frames_per_step * train_x.shape[1] != train_y.shape[1]:
       raise ConfigError(f"{train_y.shape[1]} frames do not split into the encoder's {train_x.shape[1]} time steps")

@@ -10,7 +10,6 @@ of all boundaries' scores, a boundary counting as a transition when one is withi
 """
 
 import numpy as np
-from flax import nnx
 from ml_collections import ConfigDict
 
 from jvssl import registry
@@ -62,8 +61,8 @@ class Transitions:
 
   @staticmethod
   def run(config, cfg, predictor, mesh, cache) -> dict:
-    fn = cache.function(cfg.embedding, "time")
-    steps_per_clip = nnx.merge(predictor.graphdef, predictor.params, predictor.rest).encoder.grid[0]
-    video, labels = temporal_segmentation.videos(config, cfg).split("test", cfg.num_test_videos)
-    x = temporal_segmentation.frame_features(config, mesh, fn, video, steps_per_clip)
+    gen = temporal_segmentation.videos(config, cfg)
+    x, labels = temporal_segmentation.video_step_features(
+      config, cfg, predictor, mesh, cache, gen, "test", cfg.num_test_videos
+    )
     return localisation(x, labels, cfg.tolerance)
