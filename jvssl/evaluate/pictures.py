@@ -3,6 +3,8 @@
 * reconstruction.png (VideoMAE only): for a few test clips, rows of frames: the original, what the encoder sees
   (masked tubelets grey), and the decoder's reconstruction (visible tubelets as given, masked ones predicted; a
   normalised-pixel prediction is put back in the tubelet's own mean and spread, as VideoMAE's visualisation does).
+* attention.png (ViT encoders): the same clips, and over them how much attention each tubelet receives in the
+  encoder's last block (summed over the tokens that attend, averaged over the heads).
 * tsne.png: a 2-D t-SNE (scikit-learn) of test clips' embeddings, one colour per class.
 * retrieval.png: test clips (left) and the 5 training clips nearest by cosine similarity, middle frames, framed in
   green when of the query's class and red when not.
@@ -137,6 +139,34 @@ def reconstruction_picture(predictor, config, video: np.ndarray, cfg) -> Image.I
   return _grid(rows, cfg.scale, titles, title_width=90)
 
 
+def received_attention(predictor, config, video: np.ndarray) -> np.ndarray:
+  """video uint8 [B, T, H, W, 3] -> the attention each patch token receives in the encoder's last block, summed
+  over the queries and averaged over the heads: [B, T', H', W'] (a ViT encoder with joint attention)."""
+
+  @jax.jit
+  def run(params, rest, video):
+    encoder = nnx.merge(predictor.graphdef, params, rest, copy=True).encoder
+    return encoder.last_attention(normalize_video(video, config.data)).sum(axis=2).mean(axis=1)
+
+  grid = nnx.merge(predictor.graphdef, predictor.params, predictor.rest).encoder.grid
+  return np.asarray(jax.device_get(run(predictor.params, predictor.rest, video))).reshape(len(video), *grid)
+
+
+def attention_picture(video: np.ndarray, received: np.ndarray, scale: int) -> Image.Image:
+  """Each clip's frames, and over them the attention its tokens receive (received [B, T', H', W'], as
+  `received_attention`), from black (least, in that clip) through red to yellow (most)."""
+  b, t, h, w = video.shape[:4]
+  heat = received / np.maximum(received.max(axis=(1, 2, 3), keepdims=True), 1e-12)
+  heat = heat.repeat(t // heat.shape[1], 1).repeat(h // heat.shape[2], 2).repeat(w // heat.shape[3], 3)
+  ramp = np.stack([np.minimum(1.0, 2 * heat), np.clip(2 * heat - 1, 0.0, 1.0), np.zeros_like(heat)], axis=-1)
+  overlay = np.round(0.35 * video + 0.65 * 255.0 * ramp).astype(np.uint8)
+  rows, titles = [], []
+  for i in range(b):
+    rows += [list(video[i]), list(overlay[i])]
+    titles += [f"clip {i}", "attention in"]
+  return _grid(rows, scale, titles, title_width=90)
+
+
 def tsne_picture(x: np.ndarray, y: np.ndarray, names, seed: int, size: int = 560) -> Image.Image:
   """x [N, D] embeddings, y [N] classes -> a scatter of their 2-D t-SNE with a legend."""
   from sklearn.manifold import TSNE
@@ -193,6 +223,12 @@ def draw(config, predictor, mesh, workdir, *, writer=None, step: int = 0, cfg=No
     pictures["reconstruction"] = reconstruction_picture(predictor, config, test_video[: cfg.num_reconstructions], cfg)
   else:
     log.info("pictures: no reconstructions for method '%s' (VideoMAE only)", config.method.name)
+  encoder = getattr(nnx.merge(predictor.graphdef, predictor.params, predictor.rest), "encoder", None)
+  if hasattr(encoder, "last_attention") and config.model.get("attention") == "joint":
+    clips = test_video[: cfg.num_reconstructions]
+    pictures["attention"] = attention_picture(clips, received_attention(predictor, config, clips), cfg.scale)
+  else:
+    log.info("pictures: no attention maps (a ViT encoder with joint attention only)")
   cache = features.FeatureCache(config, predictor, mesh)
   try:
     embed = cache.function(cfg.embedding, "mean")

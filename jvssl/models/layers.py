@@ -114,8 +114,8 @@ class Attention(nnx.Module):
       return jnp.stack([self.q_bias[...], jnp.zeros_like(self.q_bias[...]), self.v_bias[...]])
     return None
 
-  def __call__(self, x, ids=None):
-    """x [B, N, D]; ids: int [B, N] grid index of each token, for rotary positions (default: 0..N-1)."""
+  def _qkv(self, x, ids):
+    """Queries, keys and values [B, N, heads, head_dim] of tokens x [B, N, D], RoPE applied."""
     qkv = jnp.einsum("bnd,dthk->tbnhk", x.astype(self.dtype), self.qkv[...].astype(self.dtype))
     bias = self.qkv_bias_value()
     if bias is not None:
@@ -124,6 +124,18 @@ class Attention(nnx.Module):
     if self.rope_grid:
       ids = jnp.arange(x.shape[1])[None] if ids is None else ids
       q, k = rope_3d(q, ids, self.rope_grid), rope_3d(k, ids, self.rope_grid)
+    return q, k, v
+
+  def weights(self, x, ids=None):
+    """The softmax attention weights [B, heads, N queries, N keys] of tokens x [B, N, D]: for pictures, as the
+    attention kernels never form them."""
+    q, k, _ = self._qkv(x, ids)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / np.sqrt(q.shape[-1])
+    return jax.nn.softmax(scores, axis=-1)
+
+  def __call__(self, x, ids=None):
+    """x [B, N, D]; ids: int [B, N] grid index of each token, for rotary positions (default: 0..N-1)."""
+    q, k, v = self._qkv(x, ids)
     q, k, v = (sharding.constrain(t, ("batch", "act_seq", "act_heads", None)) for t in (q, k, v))
     out = dot_product_attention(q, k, v, implementation=self.attention_impl)
     y = jnp.einsum("bnhk,hkd->bnd", out, self.proj[...].astype(self.dtype))

@@ -194,6 +194,20 @@ class ViT(nnx.Module):
       x = self.norm(x)
     return (x[:, 0], x[:, 1:]) if self.pool == "cls" else (None, x)
 
+  def last_attention(self, video):
+    """video [B, T, H, W, C] -> the last block's attention weights [B, heads, N, N] over the patch tokens (a CLS
+    token's row and column left out); joint attention only."""
+    if not isinstance(self.blocks[-1], layers.Block):
+      raise ValueError("attention weights are drawn for joint attention only, not factorised")
+    x = self.embed(video)
+    if self.pool == "cls":
+      x = jnp.concatenate([jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1])), x], 1)
+    for block in self.blocks[:-1]:
+      x = block(x)
+    last = self.blocks[-1]
+    weights = last.attn.weights(last.norm1(x))
+    return weights[:, :, 1:, 1:] if self.pool == "cls" else weights
+
   def __call__(self, video, *, rng=None, train: bool | None = None):
     if train is False:
       rng = None  # Evaluation: no stochastic depth.

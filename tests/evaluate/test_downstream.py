@@ -143,7 +143,7 @@ def test_eval_command_runs_every_task_on_a_pretrained_checkpoint(tmp_path, tiny_
   assert results["clip_retrieval/recall@20"] == 1.0
   table = (tmp_path / "run" / "results.md").read_text()
   assert "| clip_retrieval/recall@1 |" in table and "| temporal_segmentation/edit |" in table
-  for name in ("reconstruction", "tsne", "retrieval"):
+  for name in ("reconstruction", "attention", "tsne", "retrieval"):
     with Image.open(tmp_path / "run" / "pictures" / f"{name}.png") as image:
       assert image.size[0] > 100 and image.size[1] > 50
   assert os.listdir(tmp_path / "run" / "tensorboard")

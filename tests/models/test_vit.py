@@ -185,3 +185,24 @@ def test_residual_stream_backward_is_a_division_on_cpu_only():
   x = jnp.ones((2, 4, 8))
   hlo = jax.jit(jax.grad(lambda x: jnp.sum(layers.residual_stream(x) ** 2))).lower(x).as_text()
   assert ("divide" in hlo) == (jax.default_backend() == "cpu")
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_last_attention_weights_are_what_the_last_block_averages_with(pool):
+  model = models.build(_tiny(pool=pool, depth=2), rngs=nnx.Rngs(0))
+  video = jax.random.normal(jax.random.key(0), (2, 3, 8, 8, 3))
+  weights = model.last_attention(video)
+  n = model.num_tokens
+  assert weights.shape == (2, model.blocks[-1].attn.qkv.shape[2], n, n)
+  if pool == "mean":
+    # The last block's attention output is these weights applied to its values, heads projected.
+    x = model.embed(video)
+    for block in model.blocks[:-1]:
+      x = block(x)
+    attn = model.blocks[-1].attn
+    _, _, v = attn._qkv(model.blocks[-1].norm1(x), None)
+    expected = jnp.einsum("bhqk,bkhd,hdo->bqo", weights, v, attn.proj[...]) + attn.proj_bias[...]
+    np.testing.assert_allclose(attn(model.blocks[-1].norm1(x)), expected, atol=1e-5)
+  else:
+    # The CLS token's row and column are left out: rows over the patches sum to less than 1.
+    assert float(weights.sum(-1).max()) < 1.0
