@@ -47,3 +47,59 @@ def test_a_colour_descriptor_finds_the_copies_and_a_wrong_truth_does_not(built):
   # The same similarities against a truth that pairs each query with another query's copies.
   wrong = {f"q{i}": positives[f"q{(i + 1) % 6}"] for i in range(6)}
   assert near_duplicate.retrieval_map(q, d, query_ids, database_ids, wrong, "chamfer") < 0.5
+
+
+def _write(path, colour, size=(48, 64), num_frames=20, seed=0):
+  """An mp4 of a `colour` background with a moving darker square (so the codec has something to encode)."""
+  import av
+
+  rng = np.random.default_rng(seed)
+  height, width = size
+  with av.open(str(path), "w") as out:
+    stream = out.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    for i in range(num_frames):
+      image = np.full((height, width, 3), colour, np.uint8)
+      image[10 + i % 8 : 26 + i % 8, 10 + i : 26 + i] //= 2
+      image = np.clip(image.astype(int) + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+      for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+        out.mux(packet)
+    for packet in stream.encode():
+      out.mux(packet)
+
+
+def test_fivr_layout_files_are_read_decoded_and_ranked(tmp_path, caplog):
+  import json
+
+  import jax.numpy as jnp
+
+  from jvssl import config as config_lib, sharding
+
+  from conftest import REPO
+
+  colours = {"qa": (200, 40, 40), "qb": (40, 200, 40), "d1": (40, 40, 200), "d2": (200, 200, 40)}
+  for name, colour in colours.items():
+    _write(tmp_path / f"{name}.mp4", colour, seed=len(name))
+  # The copies: other sizes (scaled and cropped differently), a little brighter, other noise.
+  _write(tmp_path / "qa_copy.mp4", (210, 50, 50), size=(40, 56), seed=7)
+  _write(tmp_path / "qb_copy.mp4", (50, 210, 50), size=(64, 80), seed=8)
+  (tmp_path / "broken.mp4").write_bytes(b"not a video")
+  names = ["qa", "d1", "qb_copy", "broken", "qb", "qa_copy", "d2"]
+  (tmp_path / "list.txt").write_text("".join(f"{n}.mp4\n" for n in names))
+  (tmp_path / "annotation.json").write_text(json.dumps({"qa": {"ND": ["qa_copy"]}, "qb": {"DS": ["qb_copy"]}}))
+
+  config = config_lib.load(f"{REPO}/configs/videomae_synthetic.py:runlocal")
+  cfg = near_duplicate.NearDuplicate.default_config()
+  cfg.benchmark, cfg.annotations, cfg.fivr_task = "fivr", str(tmp_path / "annotation.json"), "DSVR"
+  cfg.video_list, cfg.video_root, cfg.fps, cfg.max_clips = str(tmp_path / "list.txt"), str(tmp_path), 5.0, 3
+  mesh = sharding.make_mesh(config.mesh)
+  # A colour descriptor stands in for an encoder: each clip's mean colour.
+  mean_colour = lambda batch: jnp.mean(batch["video"].astype(jnp.float32), axis=(1, 2, 3))
+  with caplog.at_level("WARNING", logger="jvssl"):
+    result = near_duplicate.real_benchmark_map(config, cfg, mesh, mean_colour)
+  assert result == {"mAP": 1.0, "num_queries": 2, "skipped_videos": 1}
+  assert "broken.mp4" in caplog.text
+  # 2 s of video: at 5 fps 10 frames hold 2 clips of 4; at 10 fps 20 frames hold 5, of which max_clips 3 are read.
+  assert near_duplicate.file_clips(str(tmp_path / "qa.mp4"), 4, 32, 5.0, 3).shape == (2, 4, 32, 32, 3)
+  clips = near_duplicate.file_clips(str(tmp_path / "qa.mp4"), 4, 32, 10.0, 3)
+  assert clips.shape == (3, 4, 32, 32, 3) and clips.dtype == np.uint8
