@@ -65,8 +65,6 @@ PRETRAINED = os.path.join(WORKDIRS, "02_pretrain_small")
 # %%
 import json
 
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from ml_collections import ConfigDict
@@ -147,8 +145,8 @@ for name in ("retrieval", "tsne"):
 # %% [markdown]
 # ## Attention of the last block
 # How much attention each tubelet receives in the encoder's last block, averaged over the heads and
-# over every token that attends, laid over the clip. The weights are recomputed here from the
-# block's own parameters (the model itself never materialises them).
+# summed over every token that attends, laid over the clip (`pictures.received_attention`; the
+# weights are recomputed from the block's own parameters, as the model never materialises them).
 
 # %%
 from jvssl.data import pipeline
@@ -156,27 +154,9 @@ from jvssl.data import pipeline
 ds, n = pipeline.eval_dataset(config, "test", config.eval.batch_size, limit=4)
 clips = next(pipeline.numpy_batches(ds))["video"][:n]
 encoder = pretrained.module().encoder
-
-
-@jax.jit
-def received_attention(video):
-  """uint8 [B, T, H, W, 3] -> the attention each token receives in the last block, [B, N] summing to N."""
-  from jvssl.data.device import normalize_video
-
-  x = encoder.embed(normalize_video(video, config.data))
-  for block in encoder.blocks[:-1]:
-    x = block(x)
-  block = encoder.blocks[-1]
-  qkv = jnp.einsum("bnd,dthk->tbnhk", block.norm1(x), block.attn.qkv[...])  # [3, B, N, heads, head_dim]
-  q, k = (qkv + block.attn.qkv_bias_value()[:, None, None])[:2]
-  weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]), axis=-1)
-  return weights.sum(axis=2).mean(axis=1)  # Summed over the queries, averaged over the heads.
-
-
-received = np.asarray(received_attention(clips))
-grid = encoder.grid
+received = pictures.received_attention(pretrained, config, clips)  # [B, T', H', W']
 pt, ph, pw = encoder.patch_size
-maps = received.reshape(-1, *grid).repeat(pt, 1).repeat(ph, 2).repeat(pw, 3)  # [B, T, H, W]
+maps = received.repeat(pt, 1).repeat(ph, 2).repeat(pw, 3)  # [B, T, H, W]
 fig, axes = plt.subplots(2 * n, 1, figsize=(1.2 * clips.shape[1], 2.4 * n), squeeze=False)
 for i in range(n):
   axes[2 * i, 0].imshow(np.concatenate(list(clips[i]), axis=1))
