@@ -21,6 +21,34 @@ K400_FT = VIDEOMAE + "scripts/kinetics/videomae_vit_{}_patch16_224_tubemasking_r
 SSV2_FT = VIDEOMAE + "scripts/ssv2/videomae_vit_{}_patch16_224_tubemasking_ratio_0.9_epoch_{}/finetune.sh"
 UCF_FT = VIDEOMAE + "scripts/ucf101/videomae_vit_base_patch16_224_tubemasking_ratio_0.75_epoch_3200/finetune.sh"
 VJEPA2 = "facebookresearch/vjepa2@c2963a4 configs/eval/vitl/k400.yaml (+ evals/video_classification_frozen/*.py)"
+JEPA = "facebookresearch/jepa configs/pretrain/vitl16.yaml (+ app/vjepa/train.py, src/helper.py)"
+# V-JEPA ViT-L/16 pretraining: every value the yaml sets that jvssl has a field for.
+VJEPA_PRETRAIN = {
+  "model.variant": "L",  # model.model_name vit_large
+  "model.patch_size": (2, 16, 16),  # data.tubelet_size 2, data.patch_size 16
+  "model.pos_embed": "sincos",
+  "method.num_blocks": (8, 2),  # mask[*].num_blocks
+  "method.spatial_scale": (0.15, 0.7),  # mask[*].spatial_scale
+  "method.aspect_ratio": (0.75, 1.5),  # mask[*].aspect_ratio
+  "method.temporal_scale": 1.0,  # mask[*].temporal_scale
+  "method.predictor_width": 384,  # model.pred_embed_dim
+  "method.predictor_depth": 12,  # model.pred_depth
+  "method.predictor_heads": 16,  # src/helper.py: the encoder's num_heads
+  "method.ema": (0.998, 1.0),  # optimization.ema
+  "data.num_frames": 16,  # data.num_frames
+  "data.frame_stride": 4,  # data.sampling_rate
+  "data.image_size": 224,  # data.crop_size
+  "data.batch_size": 24 * 16 * 8,  # data.batch_size x nodes x tasks_per_node
+  "data.augment.random_crop_scale": (0.3, 1.0),  # data_aug.random_resize_scale
+  "optimizer.weight_decay": 0.04,  # optimization.weight_decay (the start of its cosine)
+  "optimizer.lr": 6.25e-4,  # optimization.lr
+  "optimizer.grad_clip_norm": 10.0,  # optimization.clip_grad
+  "schedule.warmup_steps": 40 * 300,  # optimization.warmup x ipe
+  "schedule.warmup_init_lr": 2e-4,  # optimization.start_lr
+  "schedule.min_lr": 1e-6,  # optimization.final_lr
+  "train.num_steps": 300 * 300,  # optimization.epochs x ipe
+  "train.compute_dtype": "bfloat16",  # meta.dtype
+}
 
 # What every VideoMAE pretraining script shares: its flags, else run_mae_pretraining.py's defaults.
 VIDEOMAE_PRETRAIN = {
@@ -266,6 +294,9 @@ ATTENTIVE_PROBE = {
 }
 
 PUBLISHED = {
+  "vjepa_k400.py": (JEPA, VJEPA_PRETRAIN),
+  # V-JEPA 2's rotary positions on V-JEPA's recipe: only the positions change.
+  "vjepa_k400.py:rope": (JEPA, dict(VJEPA_PRETRAIN, **{"model.pos_embed": "rope"})),
   # VideoMAE pretraining, per size (run_mae_pretraining.py; batch = --batch_size x GPUs).
   "videomae_k400.py:vit_s": (
     K400_PT.format("small", 1600),
@@ -410,6 +441,7 @@ RECIPES = (
   "videomae_finetune_ucf101.py",
   "videomae_k400.py",
   "videomae_ssv2.py",
+  "vjepa_k400.py",
 )
 
 
