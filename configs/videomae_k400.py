@@ -18,7 +18,7 @@ Variants: `:vit_s`, `:vit_b` (default), `:vit_l`, `:vit_h`; `epochs=1600` takes 
     --config.data.video_folder.root=/data/k400 --config.data.video_folder.train_list=/data/k400/train.csv
 """
 
-from jvssl.config import base_config, parse_arg
+from jvssl.config import base_config, parse_arg, shrink_vit_for_cpu
 from jvssl.errors import ConfigError
 
 # size: (ViT variant, decoder width, decoder heads) of modeling_pretrain.py's pretrain_videomae_<size>_patch16_224.
@@ -80,15 +80,7 @@ def get_config(arg=None):
   c.train.checkpoint_every_steps = 1000
 
   if arg.runlocal:
-    c.data.source = "synthetic"
-    c.data.num_frames, c.data.frame_stride, c.data.image_size = 4, 1, 32
-    c.data.batch_size = 4
-    c.model.patch_size = (2, 8, 8)
-    c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 64, 2, 2, 128
-    c.model.remat = "none"
+    shrink_vit_for_cpu(c)
     c.method.decoder_width, c.method.decoder_depth, c.method.decoder_heads = 32, 1, 2
-    c.train.num_steps = 4
-    c.train.log_every_steps = 2
-    c.train.compute_dtype = "float32"
   c.lock()
   return c

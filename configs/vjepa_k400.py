@@ -17,7 +17,7 @@ table (the rest of the recipe stays V-JEPA's); add `,runlocal` for a CPU smoke r
     --config.data.video_folder.root=/data/k400 --config.data.video_folder.train_list=/data/k400/train.csv
 """
 
-from jvssl.config import base_config, parse_arg
+from jvssl.config import base_config, parse_arg, shrink_vit_for_cpu
 
 IPE = 300  # optimization.ipe: iterations per "epoch".
 
@@ -59,15 +59,9 @@ def get_config(arg=None):
   c.train.checkpoint_every_steps = 1000
 
   if arg.runlocal:
-    c.data.source = "synthetic"
-    c.data.num_frames, c.data.frame_stride, c.data.image_size = 4, 1, 32
-    c.data.batch_size = 4
-    c.model.patch_size = (2, 8, 8)
-    c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 64, 2, 2, 128
+    shrink_vit_for_cpu(c)
     m.predictor_width, m.predictor_depth, m.predictor_heads = 32, 1, 2
     m.min_context = 4
     c.schedule.warmup_steps = 1
-    c.train.num_steps, c.train.log_every_steps = 4, 2
-    c.train.compute_dtype = "float32"
   c.lock()
   return c

@@ -94,6 +94,19 @@ def shrink_cnn_for_cpu(c: ConfigDict) -> None:
   c.train.compute_dtype = "float32"
 
 
+def shrink_vit_for_cpu(c: ConfigDict) -> None:
+  """A ViT recipe's `runlocal` shape: a 2-layer ViT of width 64 in 2x8x8 tubelets, 4 synthetic clips of 4 32-px
+  frames a step, 4 float32 steps. The method's own parts (decoder, predictor) are the recipe's to shrink."""
+  c.data.source = "synthetic"
+  c.data.num_frames, c.data.frame_stride, c.data.image_size = 4, 1, 32
+  c.data.batch_size = 4
+  c.model.patch_size = (2, 8, 8)
+  c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 64, 2, 2, 128
+  c.model.remat = "none"
+  c.train.num_steps, c.train.log_every_steps = 4, 2
+  c.train.compute_dtype = "float32"
+
+
 def eval_config(evaluator: str, **overrides: Any) -> ConfigDict:
   """The config of one evaluator entry of `config.evals`: its defaults + `type`."""
   cfg = registry.EVALUATORS.get(evaluator).default_config()

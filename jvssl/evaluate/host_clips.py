@@ -24,3 +24,12 @@ def predict_clips(config, mesh, fn, clips: np.ndarray) -> np.ndarray:
       batch = {"video": jax.device_put(video, sharding.batch_sharding(mesh, rules, video.ndim))}
       out.append(multihost_utils.process_allgather(fn(batch), tiled=True)[: len(clips) - start])
   return np.concatenate(out)
+
+
+def predict_videos(config, mesh, fn, video: np.ndarray) -> np.ndarray:
+  """`predict_clips` on whole videos uint8 [V, L, H, W, 3], L a multiple of data.num_frames, each read as its
+  consecutive clips of data.num_frames frames -> numpy [V, L / data.num_frames, ...], the outputs of each clip."""
+  v, length = video.shape[:2]
+  t = config.data.num_frames
+  out = predict_clips(config, mesh, fn, video.reshape(v * (length // t), t, *video.shape[2:]))
+  return out.reshape(v, length // t, *out.shape[1:])

@@ -29,14 +29,6 @@ from jvssl.evaluate import host_clips, metrics
 log = logging.getLogger("jvssl")
 
 
-def clip_embeddings(config, mesh, fn, video: np.ndarray) -> np.ndarray:
-  """video uint8 [V, L, S, S, 3], L a multiple of data.num_frames -> per-clip embeddings [V, L / T, D]."""
-  v, length = video.shape[:2]
-  t = config.data.num_frames
-  out = host_clips.predict_clips(config, mesh, fn, video.reshape(v * (length // t), t, *video.shape[2:]))
-  return out.reshape(v, length // t, -1)
-
-
 def retrieval_map(query_clips, database_clips, query_ids, database_ids, positives, aggregate: str) -> float:
   """mAP of queries [Q, m, D] against database [N, n, D] (clip embeddings), positives: query id -> relevant ids."""
   annotations = metrics.NearDuplicateAnnotations(queries=tuple(query_ids), positives=positives)
@@ -86,11 +78,11 @@ def real_benchmark_map(config, cfg, mesh, fn) -> dict:
     embeddings.append(host_clips.predict_clips(config, mesh, fn, clips))
   if skipped:
     log.warning("near_duplicate: %d of %d videos skipped: %s", len(skipped), len(skipped) + len(ids), skipped[:20])
-  present = set(ids)
-  queries = [i for i, q in enumerate(ids) if q in set(annotations.queries)]
+  annotated = set(annotations.queries)
+  queries = [i for i, q in enumerate(ids) if q in annotated]
   similarities = metrics.similarity_matrix([embeddings[i] for i in queries], embeddings, cfg.aggregate)
   scores = metrics.mean_average_precision(similarities, [ids[i] for i in queries], ids, annotations)
-  log.info("near_duplicate: %d videos, %d of %d queries present", len(present), len(queries), len(annotations.queries))
+  log.info("near_duplicate: %d videos, %d of %d queries present", len(ids), len(queries), len(annotated))
   return {"mAP": scores["mAP"], "num_queries": scores["num_queries"], "skipped_videos": len(skipped)}
 
 
@@ -136,7 +128,7 @@ class NearDuplicate:
     queries, database, query_ids, database_ids, positives = benchmark(config, cfg).build(
       cfg.num_queries, cfg.num_distractors
     )
-    query_clips = clip_embeddings(config, mesh, fn, queries)
-    database_clips = clip_embeddings(config, mesh, fn, database)
+    query_clips = host_clips.predict_videos(config, mesh, fn, queries)  # [Q, clips, D]
+    database_clips = host_clips.predict_videos(config, mesh, fn, database)
     score = retrieval_map(query_clips, database_clips, query_ids, database_ids, positives, cfg.aggregate)
     return {"mAP": score}

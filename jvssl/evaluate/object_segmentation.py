@@ -78,13 +78,11 @@ class ObjectSegmentation:
     grid = nnx.merge(predictor.graphdef, predictor.params, predictor.rest).encoder.grid
     gen = temporal_segmentation.videos(config, cfg)
     video, _ = gen.split("test", cfg.num_videos)
-    t = config.data.num_frames
-    clips = video.reshape(-1, t, *video.shape[2:])  # Every video's consecutive clips, one batch stream.
-    tokens = host_clips.predict_clips(config, mesh, fn, clips)  # [V * clips, T' * h * w, D]
+    tokens = host_clips.predict_videos(config, mesh, fn, video)  # [V, clips, T' * h * w, D]
     features = tokens.reshape(cfg.num_videos, -1, grid[1] * grid[2], tokens.shape[-1])  # [V, clips * T', h * w, D]
     js, fs = [], []
     for i in range(cfg.num_videos):
-      j, f = video_scores(features[i], gen.masks(i, "test"), grid, t // grid[0], cfg)
+      j, f = video_scores(features[i], gen.masks(i, "test"), grid, config.data.num_frames // grid[0], cfg)
       js, fs = js + j, fs + f
     j_mean, f_mean = float(np.mean(js)), float(np.mean(fs))
     return {"j_mean": j_mean, "f_mean": f_mean, "jf_mean": (j_mean + f_mean) / 2}

@@ -89,11 +89,8 @@ def videos(config, cfg) -> synthetic_tasks.SegmentationVideos:
 def frame_features(config, mesh, fn, video: np.ndarray, steps_per_clip: int) -> np.ndarray:
   """video uint8 [V, L, S, S, 3], L a multiple of data.num_frames -> per-step features [V, L / T * T', D], with
   fn(batch) -> [B, T' * D] (a "time" readout) and T' = steps_per_clip."""
-  v, length = video.shape[:2]
-  t = config.data.num_frames
-  clips = video.reshape(v * (length // t), t, *video.shape[2:])
-  out = host_clips.predict_clips(config, mesh, fn, clips)  # [V * clips, T' * D]
-  return out.reshape(v, (length // t) * steps_per_clip, -1)
+  out = host_clips.predict_videos(config, mesh, fn, video)  # [V, clips, T' * D]
+  return out.reshape(len(video), out.shape[1] * steps_per_clip, -1)
 
 
 def video_step_features(config, cfg, predictor, mesh, cache, gen, split: str, num_videos: int):

@@ -179,12 +179,7 @@ class ViT(nnx.Module):
   def _encode(self, tokens, rng, ids=None):
     """-> (CLS output [B, D] or None, token outputs [B, n, D])."""
     rngs = [None] * len(self.blocks) if rng is None else list(jax.random.split(rng, len(self.blocks)))
-    x = tokens
-    if self.pool == "cls":
-      cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
-      x = jnp.concatenate([cls, x], axis=1)
-    if not self.rope:
-      ids = None  # FactorisedBlock takes none.
+    x = self._with_cls(tokens)
     run = (lambda b, y, r, i: b(y, r, i)) if self.rope else (lambda b, y, r, i: b(y, r))
     if self.remat != "none":
       run = nnx.remat(run, policy=REMAT_POLICIES[self.remat])
@@ -194,14 +189,19 @@ class ViT(nnx.Module):
       x = self.norm(x)
     return (x[:, 0], x[:, 1:]) if self.pool == "cls" else (None, x)
 
+  def _with_cls(self, tokens):
+    """Tokens [B, n, D], with the CLS token in front when pool='cls'."""
+    if self.pool != "cls":
+      return tokens
+    cls = jnp.broadcast_to(self.cls_token[...].astype(tokens.dtype), (tokens.shape[0], 1, tokens.shape[-1]))
+    return jnp.concatenate([cls, tokens], axis=1)
+
   def last_attention(self, video):
     """video [B, T, H, W, C] -> the last block's attention weights [B, heads, N, N] over the patch tokens (a CLS
     token's row and column left out); joint attention only."""
     if not isinstance(self.blocks[-1], layers.Block):
       raise ValueError("attention weights are drawn for joint attention only, not factorised")
-    x = self.embed(video)
-    if self.pool == "cls":
-      x = jnp.concatenate([jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1])), x], 1)
+    x = self._with_cls(self.embed(video))
     for block in self.blocks[:-1]:
       x = block(x)
     last = self.blocks[-1]

@@ -132,6 +132,13 @@ def jvssl_step(config, warmup: int):
   }
 
 
+def gflops_per_step(trainer) -> float | None:
+  """XLA's count of the compiled step's FLOPs on all devices, in GFLOPs to 4 digits (None when it has none)."""
+  if not trainer.step_flops:
+    return None
+  return float(f"{trainer.step_flops * jax.device_count() / 1e9:.4g}")
+
+
 def jvssl_report(config, times: list[float], facts: dict) -> dict:
   median = statistics.median(times)
   trainer = facts["trainer"]
@@ -140,7 +147,6 @@ def jvssl_report(config, times: list[float], facts: dict) -> dict:
   peak_source = "config/table"
   if peak is None and jax.default_backend() == "cpu":
     peak, peak_source = cpu_matmul_tflops(), "measured float32 matmul"
-  step_flops = trainer.step_flops * jax.device_count() if trainer.step_flops else None
   analytic = (
     flops.videomae_step_flops(config) if config.method.name == "videomae" and config.model.name == "vit" else None
   )
@@ -155,7 +161,7 @@ def jvssl_report(config, times: list[float], facts: dict) -> dict:
     "step_time_s": round(median, 4),
     "step_time_min_s": round(min(times), 4),
     "clips_per_s": round(data.batch_size / median, 3),
-    "gflops_per_step": float(f"{step_flops / 1e9:.4g}") if step_flops else None,
+    "gflops_per_step": gflops_per_step(trainer),
     "gflops_per_step_analytic": float(f"{analytic / 1e9:.4g}") if analytic else None,
     "mfu": round(utilisation, 4) if utilisation is not None else None,
     "peak_tflops": round(peak, 3) if peak else None,
@@ -265,8 +271,7 @@ def benchmark(args, overrides: list[str]) -> None:
     median = statistics.median(times[1])
     result["versus"] = args.versus
     result["versus_step_time_s"] = round(median, 4)
-    versus_flops = steps[1][1]["trainer"].step_flops
-    result["versus_gflops_per_step"] = float(f"{versus_flops * jax.device_count() / 1e9:.4g}") if versus_flops else None
+    result["versus_gflops_per_step"] = gflops_per_step(steps[1][1]["trainer"])
     # > 1: the config's step is faster than the versus one's (medians of steps taken in turn).
     result["speedup_vs_versus"] = round(result["versus_step_time_s"] / result["step_time_s"], 3)
   if args.torch:
