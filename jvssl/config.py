@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ml_collections import ConfigDict
 
 from jvssl import registry
-from jvssl.data import augment, sampling
+from jvssl.data import audio, augment, sampling, tokenizers
 from jvssl.errors import ConfigError
 
 
@@ -77,6 +77,11 @@ def data_defaults() -> ConfigDict:
   # Stop with an error when more than this fraction of a batch was unreadable video (each one is skipped,
   # counted and stood in for by another video).
   data.max_bad_fraction = 0.5
+  # Captions as token ids ("text"), for sources that have them (jvssl/data/tokenizers.py).
+  data.text = tokenizers.default_config()
+  data.text.num_captions = 1  # Captions per example: 1 gives text [L]; N > 1, [N, L] (MIL-NCE).
+  # Each clip's soundtrack, given to methods as a log-mel spectrogram "audio" (jvssl/data/audio.py).
+  data.audio = audio.default_config()
   for name in registry.SOURCES.names():
     data[name] = registry.SOURCES.get(name).default_config()
   return data

@@ -293,6 +293,142 @@ ATTENTIVE_PROBE = {
   "evals.attentive_probe.stream": True,  # the frozen encoder runs on every epoch's augmented clips
 }
 
+# VideoMAE V2: every script's flags, else run_mae_pretraining.py's defaults (batch = --batch_size x GPUs videos,
+# --num_sample clips of each).
+VIDEOMAE_V2 = "OpenGVLab/VideoMAEv2@29eab1e scripts/pretrain/vit_{}_hybrid_pt.sh (+ run_mae_pretraining.py)"
+VIDEOMAE_V2_PRETRAIN = {
+  "model.pos_embed": "sincos",  # modeling_pretrain.py use_learnable_pos_emb=False
+  "model.qkv_bias": "qv",  # modeling_finetune.py Attention: q_bias and v_bias
+  "model.drop_path_rate": 0.0,  # --drop_path default
+  "method.mask_type": "tube",  # --mask_type tube
+  "method.mask_ratio": 0.9,  # --mask_ratio 0.9
+  "method.decoder_mask_ratio": 0.5,  # --decoder_mask_type run_cell --decoder_mask_ratio 0.5
+  "method.decoder_depth": 4,  # --decoder_depth 4
+  "method.norm_pix_loss": True,  # --normlize_target default True
+  "data.num_frames": 16,  # --num_frames 16
+  "data.frame_stride": 4,  # --sampling_rate 4
+  "data.image_size": 224,  # --input_size default
+  "data.augment.repeats": 4,  # --num_sample 4
+  "data.augment.multi_scale_crop": (1.0, 0.875, 0.75, 0.66),  # pretrain_datasets.py GroupMultiScaleCrop
+  "data.augment.flip": False,  # DataAugmentationForVideoMAEv2 has no flip.
+  "optimizer.name": "adamw",  # --opt adamw
+  "optimizer.b1": 0.9,  # --opt_betas 0.9 0.95
+  "optimizer.b2": 0.95,
+  "optimizer.eps": 1e-8,  # --opt_eps default
+  "optimizer.weight_decay": 0.05,  # --weight_decay default
+  "optimizer.lr_base_batch_size": 256 * 4,  # lr * total_batch_size / 256, total_batch_size counting videos
+  "schedule.warmup_init_lr": 0.0,  # --warmup_lr never reaches utils.cosine_scheduler.
+  "schedule.min_lr": 1e-5,  # --min_lr default ...
+  "schedule.scale_with_batch": True,  # ... * total_batch_size / 256 (line 357)
+}
+
+
+def videomae_v2(variant, patch, decoder_width, decoder_heads, gpus, lr, warmup, epochs, clip_grad, remat):
+  return dict(
+    VIDEOMAE_V2_PRETRAIN,
+    **{
+      "model.variant": variant,  # --model pretrain_videomae_<size>_patch<patch>_224
+      "model.patch_size": (2, patch, patch),  # --tubelet_size default 2
+      "method.decoder_width": decoder_width,  # decoder_embed_dim
+      "method.decoder_heads": decoder_heads,  # decoder_num_heads
+      "data.batch_size": 32 * 4 * gpus,  # --batch_size 32 x --num_sample 4 x GPUS
+      "optimizer.lr": lr,  # --lr
+      "schedule.warmup_epochs": warmup,  # --warmup_epochs
+      "train.num_epochs": epochs,  # --epochs
+      "optimizer.grad_clip_norm": clip_grad,  # --clip_grad (default None)
+      "model.remat": remat,  # --with_checkpoint
+    },
+  )
+
+
+# MVD: every script's flags, else run_mvd_pretraining.py's defaults.
+MVD = "ruiwang2021/mvd@45b877a scripts/mvd_vit_{}_from_vit_{}_teacher_epoch_{}/pretrain_mvd_{}_on_k400.sh"
+MVD_PRETRAIN = {
+  "model.patch_size": (2, 16, 16),  # --tubelet_size default 2, patch16
+  "model.pos_embed": "sincos",
+  "model.qkv_bias": "qv",  # modeling_finetune.py Attention: q_bias and v_bias
+  "method.mask_type": "tube",  # --mask_type tube
+  "method.mask_ratio": 0.9,  # --mask_ratio 0.9
+  "method.loss": "smooth_l1",  # --distill_loss_func SmoothL1 --video_distill_loss_func SmoothL1
+  "method.image_teacher.weight": 1.0,  # --image_teacher_loss_weight default
+  "method.video_teacher.weight": 1.0,  # --video_teacher_loss_weight default
+  "method.random_teachers": False,  # --image_teacher_model_ckpt_path, --video_teacher_model_ckpt_path
+  "data.num_frames": 16,  # --num_frames 16
+  "data.frame_stride": 4,  # --sampling_rate 4
+  "data.image_size": 224,  # --input_size default
+  "data.augment.multi_scale_crop": (1.0, 0.875, 0.75, 0.66),  # datasets.py GroupMultiScaleTwoResizedCrop
+  "data.augment.flip": False,
+  "optimizer.name": "adamw",  # --opt adamw
+  "optimizer.b1": 0.9,  # --opt_betas 0.9 0.95
+  "optimizer.b2": 0.95,
+  "optimizer.eps": 1e-8,  # --opt_eps default
+  "optimizer.weight_decay": 0.05,  # --weight_decay default
+  "optimizer.lr": 1.5e-4,  # --lr 1.5e-4 ...
+  "optimizer.lr_base_batch_size": 256,  # ... * total_batch_size / 256 (run_mvd_pretraining.py line 350)
+  "optimizer.grad_clip_norm": 0.0,  # --clip_grad default None
+  "schedule.warmup_epochs": 40,  # --warmup_epochs 40
+  "schedule.warmup_init_lr": 0.0,  # --warmup_lr never reaches utils.cosine_scheduler.
+  "schedule.scale_with_batch": True,  # min_lr * total_batch_size / 256 (line 351)
+}
+
+
+def mvd(variant, per_gpu, update_freq, decoder_depth, decoder_width, decoder_heads, min_lr, drop_path, epochs):
+  return dict(
+    MVD_PRETRAIN,
+    **{
+      "model.variant": variant,  # --model pretrain_masked_video_student_<size>_patch16_224
+      "data.batch_size": per_gpu * update_freq * 32,  # --batch_size x --update_freq x 32 GPUs
+      "train.grad_accum_steps": update_freq,  # --update_freq
+      "method.decoder_depth": decoder_depth,  # --decoder_depth
+      "method.decoder_width": decoder_width,  # --feat_decoder_embed_dim (default: the student's width)
+      "method.decoder_heads": decoder_heads,  # --feat_decoder_num_heads (default: the student's heads)
+      "schedule.min_lr": min_lr,  # --min_lr (default 1e-5)
+      "model.drop_path_rate": drop_path,  # --drop_path
+      "train.num_epochs": epochs,  # --epochs 401 / 801: the folder's epoch_400 / epoch_800
+    },
+  )
+
+
+# MaskFeat: the K400 MViT-S yaml's training on SlowFast's video ViT-B/16.
+MASKFEAT = (
+  "facebookresearch/SlowFast@287ec00 configs/masked_ssl/k400_MVITv2_S_16x4_MaskFeat_PT.yaml"
+  " (+ k400_VIT_B_16x4_MAE_PT.yaml MVIT, slowfast/models/masked.py, slowfast/config/defaults.py)"
+)
+MASKFEAT_PRETRAIN = {
+  "model.variant": "B",  # MVIT EMBED_DIM 768, NUM_HEADS 12, DEPTH 12 (k400_VIT_B_16x4_MAE_PT.yaml)
+  "model.patch_size": (2, 16, 16),  # MVIT PATCH_KERNEL / PATCH_STRIDE (2, 16, 16)
+  "model.qkv_bias": "all",  # MVIT QKV_BIAS True
+  "model.pos_embed": "learned",  # MVIT SEP_POS_EMBED True (learned)
+  "model.pool": "cls",  # MVIT CLS_EMBED_ON True
+  "model.norm_eps": 1e-6,  # partial(nn.LayerNorm, eps=1e-6)
+  "model.drop_path_rate": 0.0,  # MVIT DROPPATH_RATE 0.0
+  "model.final_norm": "tokens",  # MSSeparateHead: norm_layer, then the projection
+  "method.mask_ratio": 0.4,  # AUG.MASK_RATIO 0.4
+  "method.hog_orientations": 9,  # masked.py self.nbins = 9
+  "method.hog_cell": 8,  # masked.py self.cell_sz = 8
+  "data.num_frames": 16,  # DATA.NUM_FRAMES
+  "data.frame_stride": 4,  # DATA.SAMPLING_RATE
+  "data.image_size": 224,  # DATA.TRAIN_CROP_SIZE
+  "data.batch_size": 32,  # TRAIN.BATCH_SIZE (NUM_SHARDS 1)
+  "data.mean": (0.45, 0.45, 0.45),  # defaults.py DATA.MEAN
+  "data.std": (0.225, 0.225, 0.225),  # defaults.py DATA.STD
+  "data.augment.random_crop_scale": (0.5, 1.0),  # DATA.TRAIN_JITTER_SCALES_RELATIVE
+  "data.augment.flip": True,  # defaults.py DATA.RANDOM_FLIP
+  "optimizer.name": "adamw",  # SOLVER.OPTIMIZING_METHOD
+  "optimizer.b1": 0.9,  # defaults.py SOLVER.BETAS (0.9, 0.999)
+  "optimizer.b2": 0.999,
+  "optimizer.eps": 1e-8,  # optimizer.py AdamW(eps=1e-08)
+  "optimizer.weight_decay": 0.05,  # SOLVER.WEIGHT_DECAY
+  "optimizer.no_decay": ("bias", "norm"),  # SOLVER.ZERO_WD_1D_PARAM True, MVIT.ZERO_DECAY_POS_CLS False
+  "optimizer.lr": 1e-4,  # SOLVER.BASE_LR ...
+  "optimizer.lr_base_batch_size": 32,  # ... per machine (BASE_LR_SCALE_NUM_SHARDS)
+  "optimizer.grad_clip_norm": 0.02,  # SOLVER.CLIP_GRAD_L2NORM
+  "schedule.warmup_epochs": 10,  # SOLVER.WARMUP_EPOCHS
+  "schedule.warmup_init_lr": 1e-6,  # SOLVER.WARMUP_START_LR ...
+  "schedule.min_lr": 1e-6,  # SOLVER.COSINE_END_LR ...
+  "schedule.scale_with_batch": True,  # ... both scaled with BASE_LR by the machines (defaults.py line 1282)
+}
+
 PUBLISHED = {
   "vjepa_k400.py": (JEPA, VJEPA_PRETRAIN),
   # V-JEPA 2's rotary positions on V-JEPA's recipe: only the positions change.
@@ -412,6 +548,40 @@ PUBLISHED = {
   # The linear protocol runs on the rho-BYOL encoder's recipe; its own values are not yet jvssl fields.
   "probe_k400.py:linear": (BYOL_YAML, dict(RHO_BYOL, **{"method.num_views": 2, "optimizer.lr": 0.6})),
   "probe_k400.py:attentive": (VJEPA2, ATTENTIVE_PROBE),
+  # The masked-modelling family.
+  # videomae_v2(size, patch, decoder width, heads, GPUS, --lr, --warmup_epochs, --epochs, --clip_grad, remat).
+  "videomae_v2_hybrid.py:vit_b": (
+    VIDEOMAE_V2.format("b"),
+    videomae_v2("B", 16, 384, 6, 32, 1e-3, 20, 200, 0.0, "none"),
+  ),
+  "videomae_v2_hybrid.py:vit_l": (
+    VIDEOMAE_V2.format("l"),
+    videomae_v2("L", 16, 512, 8, 48, 1e-3, 30, 300, 0.0, "none"),
+  ),
+  "videomae_v2_hybrid.py:vit_h": (
+    VIDEOMAE_V2.format("h"),
+    videomae_v2("H", 16, 512, 8, 64, 1e-3, 30, 300, 0.0, "full"),
+  ),
+  "videomae_v2_hybrid.py": (VIDEOMAE_V2.format("g"), videomae_v2("g", 14, 512, 8, 64, 6e-4, 30, 300, 0.02, "full")),
+  # mvd(size, --batch_size, --update_freq, --decoder_depth, decoder width, heads, --min_lr, --drop_path, epochs).
+  "mvd_k400.py": (MVD.format("base", "base", 400, "base"), mvd("B", 16, 2, 2, 768, 12, 1e-4, 0.1, 400)),
+  "mvd_k400.py:vit_b,teacher=vit_l": (
+    MVD.format("base", "large", 400, "base"),
+    mvd("B", 8, 4, 2, 768, 12, 1e-4, 0.1, 400),
+  ),
+  "mvd_k400.py:vit_s": (MVD.format("small", "base", 400, "small"), mvd("S", 16, 2, 2, 384, 6, 1e-4, 0.1, 400)),
+  "mvd_k400.py:vit_s,teacher=vit_l": (
+    MVD.format("small", "large", 400, "small"),
+    mvd("S", 16, 2, 2, 384, 6, 1e-4, 0.1, 400),
+  ),
+  "mvd_k400.py:vit_l": (MVD.format("large", "large", 400, "large"), mvd("L", 8, 2, 4, 512, 8, 1e-4, 0.1, 400)),
+  "mvd_k400.py:vit_l,epochs=800": (
+    MVD.format("large", "large", 800, "large"),
+    mvd("L", 8, 2, 4, 512, 8, 1e-5, 0.1, 800),  # No --min_lr: the default 1e-5.
+  ),
+  "maskfeat_k400.py": (MASKFEAT, dict(MASKFEAT_PRETRAIN, **{"train.num_epochs": 300})),  # SOLVER.MAX_EPOCH
+  # projects/maskfeat/README.md: the MViT-L checkpoint k400_MVIT_L_MaskFeat_PT_epoch_00800.
+  "maskfeat_k400.py:epochs=800": (MASKFEAT, dict(MASKFEAT_PRETRAIN, **{"train.num_epochs": 800})),
 }
 
 # Variants a published recipe does not have: each stops with a one-line ConfigError.
@@ -427,11 +597,18 @@ UNPUBLISHED = (
   "cvrl_k400.py:epochs=100",
   "rho_byol_k400.py:rho=3",
   "probe_k400.py:cosine",
+  "videomae_v2_hybrid.py:vit_s",
+  "mvd_k400.py:vit_h",  # Its ViT-H/14 image teacher's tokens do not line up with the student's.
+  "mvd_k400.py:vit_b,epochs=800",
+  "mvd_k400.py:vit_l,teacher=vit_b",
+  "maskfeat_k400.py:epochs=400",
 )
 
 # The published recipes (configs/videomae_synthetic.py and ssl_synthetic.py are jvssl's own demos).
 RECIPES = (
   "cvrl_k400.py",
+  "maskfeat_k400.py",
+  "mvd_k400.py",
   "probe_k400.py",
   "rho_byol_k400.py",
   "svt_k400.py",
@@ -441,6 +618,7 @@ RECIPES = (
   "videomae_finetune_ucf101.py",
   "videomae_k400.py",
   "videomae_ssv2.py",
+  "videomae_v2_hybrid.py",
   "vjepa_k400.py",
 )
 
@@ -454,6 +632,8 @@ def _get(config, dotted):
 def _same(value, published) -> bool:
   if isinstance(published, str):
     return value == published
+  if isinstance(published, tuple) and published and isinstance(published[0], str):  # Names (optimizer.no_decay).
+    return tuple(value) == published
   return np.shape(value) == np.shape(published) and np.allclose(value, published, rtol=1e-12, atol=0)
 
 
@@ -521,6 +701,47 @@ def test_videomae_finetune_lr_and_epochs_count_videos(spec, videos, lr, min_lr):
   np.testing.assert_allclose(float(schedule(length.num_steps)), min_lr * videos / 256, rtol=1e-6)
 
 
+def test_videomae_v2_lr_and_epochs_count_videos():
+  """run_mae_pretraining.py lines 302-304 and 356-357: total_batch_size = --batch_size x GPUs videos, whatever
+  --num_sample; lr and min_lr are multiplied by it / 256 and an epoch is len(dataset_train) // it steps."""
+  from jvssl import optim, trainer as trainer_lib
+
+  videos = 32 * 64  # ViT-g: --batch_size 32 on 64 GPUs.
+  c = config_lib.load(os.path.join(CONFIGS, "videomae_v2_hybrid.py:vit_g"))
+  c.data.source, c.data.synthetic.num_train = "synthetic", 100 * videos  # A training split of 100 steps' videos.
+  length = trainer_lib.run_length(c)
+  assert length.steps_per_epoch == 100 and length.num_steps == 100 * 300
+  schedule = optim.make_schedule(c, length.num_steps, length.steps_per_epoch)
+  np.testing.assert_allclose(float(schedule(30 * 100)), 6e-4 * videos / 256, rtol=1e-6)  # After 30 warm-up epochs.
+  np.testing.assert_allclose(float(schedule(length.num_steps)), 1e-5 * videos / 256, rtol=1e-6)
+
+
+def test_mvd_recipe_stops_in_one_line_without_its_teachers(tmp_path):
+  """The recipe distils checkpoints the user gives: none, or one that is not there, is a one-line ConfigError
+  when the run starts, never a silently random teacher."""
+  from jvssl import registry
+  from jvssl.methods.base import RunLength
+
+  c = config_lib.load(os.path.join(CONFIGS, "mvd_k400.py"))
+  method = registry.METHODS.get("mvd")
+  with pytest.raises(ConfigError, match=r"method\.image_teacher\.checkpoint is empty") as error:
+    method(c, RunLength(1, 1.0))
+  assert "\n" not in str(error.value)
+  c.method.image_teacher.checkpoint = c.method.video_teacher.checkpoint = str(tmp_path / "none")
+  with pytest.raises(ConfigError, match="does not exist") as error:
+    method(c, RunLength(1, 1.0))
+  assert "\n" not in str(error.value)
+
+
+def test_mvd_smooth_l1_is_torchs():
+  """torch.nn.SmoothL1Loss (beta 1, MVD's --distill_loss_func SmoothL1): 0.5 x^2 below 1, |x| - 0.5 above."""
+  from jvssl.methods import mvd
+
+  x = np.array([[[-3.0, -1.0, -0.5, 0.0, 0.2, 1.0, 2.5]]], np.float32)
+  expected = np.where(np.abs(x) < 1, 0.5 * x**2, np.abs(x) - 0.5).mean()
+  np.testing.assert_allclose(float(mvd.LOSSES["smooth_l1"](x, np.zeros_like(x))), expected, rtol=1e-6)
+
+
 def test_multi_scale_crop_draws_every_box_group_multi_scale_crop_can_and_no_other():
   """The boxes of a 240x320 frame against a port of TSN's GroupMultiScaleCrop._sample_crop_size."""
   import tensorflow as tf
@@ -581,7 +802,7 @@ TRAINED = tuple(f"{name}:runlocal" for name in RECIPES)
 
 @pytest.fixture(scope="module")
 def losses():
-  # About 3 minutes on 2 idle cores; the limit leaves room for a machine shared with other jobs.
+  # About 3.5 minutes on 2 idle cores; the limit leaves room for a machine shared with other jobs.
   proc = run_python(_TRAIN % {"specs": TRAINED}, timeout=1500, optimize=False)
   return json.loads(proc.stdout.split("LOSSES", 1)[1])
 

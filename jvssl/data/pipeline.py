@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from jvssl import registry, sharding
-from jvssl.data import augment, bad_input
+from jvssl.data import audio, augment, bad_input, tokenizers
 from jvssl.data.video_folder import DATA_ERROR_MARK
 from jvssl.errors import ConfigError, DataError
 
@@ -43,6 +43,34 @@ def num_train_examples(data_config, split: str | None = None) -> int:
   n = make_source(data_config, split or data_config.train_split).num_examples
   n = min(n, data_config.train_subset) if data_config.train_subset else n
   return n * augment.options(data_config.augment).repeats
+
+
+def _with_text(example: dict, text_config, tokenizer, seed, *, train: bool) -> dict:
+  """Replaces a source's "caption" (tf.string [N], N >= 0) by "text": int32 [L] token ids of one caption, or
+  [data.text.num_captions, L] when that is > 1 (MIL-NCE's candidate positives). Training draws the captions
+  at random from the video's (seeded by the example's position); evaluation takes them in order. A video
+  without captions gets the empty caption (start and end tokens only). tokenizer None: the caption is dropped.
+  """
+  captions = example.pop("caption", None)
+  if captions is None or tokenizer is None:
+    return example
+  count = tf.shape(captions)[0]
+  captions = tf.concat([captions, tf.constant([""])], 0)[: tf.maximum(count, 1)]
+  n = text_config.num_captions
+  if train:
+    pick = tf.random.stateless_uniform([n], seed + 7, 0, tf.maximum(count, 1), tf.int32)
+  else:
+    pick = tf.range(n) % tf.maximum(count, 1)
+  tokens = tokenizers.tf_tokenize(tokenizer, tf.gather(captions, pick), text_config.max_len)
+  example["text"] = tokens[0] if n == 1 else tokens
+  return example
+
+
+def _with_spectrogram(example: dict, audio_config) -> dict:
+  """A source's waveform "audio" [..., samples] -> its log-mel spectrogram [..., frames, mel bins], on the host."""
+  if "audio" in example:
+    example["audio"] = audio.log_mel(example["audio"], audio_config)
+  return example
 
 
 def _example_seed(seed: int, position) -> tf.Tensor:
@@ -80,6 +108,8 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None, inpu
   if local_batch % repeats:
     raise ConfigError(f"data.augment.repeats {repeats} does not divide the per-process batch {local_batch}")
   process = jax.process_index()
+  wants_text = inputs is None or "text" in inputs.modalities
+  tokenizer = tokenizers.build(data.text) if wants_text else None
 
   def position(k):
     # k counts this process's examples; g is the position in the global order.
@@ -93,6 +123,11 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None, inpu
     epoch, i = v // num_examples, v % num_examples
     index = _epoch_permutation(i, epoch, config.seed, num_examples) if data.shuffle else i
     example = source.load(index, _example_seed(config.seed, v))
+    example = _with_text(example, data.text, tokenizer, _example_seed(config.seed, v), train=True)
+    if inputs is None or "audio" in inputs.modalities:
+      example = _with_spectrogram(example, data.audio)
+    else:
+      example.pop("audio", None)
     video = example["video"]
     clips = [augment.train_augment(video, _example_seed(config.seed, g + j) + 1, data) for j in range(repeats)]
     example["video"] = tf.stack(clips) if repeats > 1 else clips[0]
@@ -142,11 +177,14 @@ def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[t
   local_batch = local_batch_size(batch_size)
   num_batches = -(-num_examples // batch_size)
   process = jax.process_index()
+  tokenizer = tokenizers.build(data.text)
 
   def load(k):
     step, slot = k // local_batch, k % local_batch
     g = step * batch_size + process * local_batch + slot
     example = source.load(tf.minimum(g, num_examples - 1), _example_seed(config.seed + 1, g))
+    example = _with_text(example, data.text, tokenizer, _example_seed(config.seed + 1, g), train=False)
+    example = _with_spectrogram(example, data.audio)
     example["video"] = augment.eval_transform(example["video"], data)
     # A stood-in video must not count as the listed one.
     example["mask"] = tf.cast(g < num_examples, tf.int32) * (1 - example.pop("bad", 0))

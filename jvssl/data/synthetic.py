@@ -40,7 +40,7 @@ import tensorflow as tf
 from ml_collections import ConfigDict
 
 from jvssl import registry
-from jvssl.data import sampling
+from jvssl.data import audio, captions, sampling
 from jvssl.errors import ConfigError
 
 # (dx, dy, rotation sense, zoom sense) per class; the first `num_classes` are used.
@@ -65,7 +65,9 @@ log = logging.getLogger("jvssl")
 
 @registry.SOURCES.register("synthetic")
 class SyntheticSource:
-  """Moving-shape videos. `load(index, seed)` -> {"video": uint8 [T, S, S, 3] or [K, T, S, S, 3], "label"}."""
+  """Moving-shape videos. `load(index, seed)` -> {"video": uint8 [T, S, S, 3] or [K, T, S, S, 3], "label",
+  "caption": tf.string [num_captions]}, and with data.audio.enabled the clips' soundtrack "audio" (float32
+  [samples] or [K, samples], jvssl/data/audio.py) and "has_audio"."""
 
   @staticmethod
   def default_config() -> ConfigDict:
@@ -95,6 +97,9 @@ class SyntheticSource:
         # Render each split once and keep it in memory (num_examples * video_length * size^2 * 3 bytes):
         # rendering costs as much CPU as a small model's step, and a run sees each video many times.
         "cache": False,
+        # Captions per video written from its shape and motion (jvssl/data/captions.py), as "caption"
+        # tf.string [N]; training draws one per clip (or data.text.num_captions), evaluation reads the first.
+        "num_captions": 4,
       }
     )
 
@@ -132,6 +137,11 @@ class SyntheticSource:
     self.video_length = self.cfg.video_length or span
     if self.video_length < span:
       raise ConfigError(f"synthetic.video_length {self.video_length} is shorter than one clip ({span} frames)")
+
+  @property
+  def class_names(self) -> list[str]:
+    """What each class is called in words (zero-shot prompts): a shape, or a motion phrase."""
+    return captions.class_phrases(self.cfg.label, self.num_classes)
 
   def label(self, index):
     shape_id, motion_id = self.kinds(index)
@@ -182,7 +192,7 @@ class SyntheticSource:
     indices.set_shape([self.clips_per_video, self.num_frames])
     if self.cfg.version == 2:
       shape_id, motion_id = self.kinds(index)
-      clips = []
+      clips, sound_seeds = [], []
       for k in range(self.clips_per_video):
         # A fresh appearance per clip, hashed from the video and the example's seed.
         clip_seed = tf.random.stateless_uniform(
@@ -190,8 +200,11 @@ class SyntheticSource:
         )
         times = tf.cast(indices[k], tf.float32) / max(self.video_length - 1, 1)
         clips.append(render(clip_seed, motion_id, shape_id, times, self.image_size, self.cfg))
+        sound_seeds.append(clip_seed)
       clips = tf.stack(clips)
     else:
+      # The soundtrack is drawn once per video, like its colours.
+      sound_seeds = [self._video_seed(index) + 777] * self.clips_per_video
       if self.cfg.cache:
         with tf.init_scope():  # Render eagerly, outside the tf.data function being traced.
           videos = self.rendered()
@@ -201,7 +214,27 @@ class SyntheticSource:
       clips = tf.gather(video, indices)
     if self.clips_per_video == 1:
       clips = clips[0]
-    return {"video": clips, "label": label}
+    example = {"video": clips, "label": label}
+    if self.data.audio.enabled:
+      shape_id, motion_id = self.kinds(index)
+      sounds = [
+        audio.synthetic_audio(
+          shape_id,
+          motion_id,
+          tf.cast(indices[k], tf.float32) / max(self.video_length - 1, 1),
+          self.data.audio.sample_rate,
+          sound_seeds[k],
+          audio.num_samples(self.data.audio),
+        )
+        for k in range(self.clips_per_video)
+      ]
+      example["audio"] = sounds[0] if self.clips_per_video == 1 else tf.stack(sounds)
+      example["has_audio"] = tf.constant(1, tf.int32)
+    if self.cfg.num_captions:
+      shape_id, motion_id = self.kinds(index)
+      seed = self._video_seed(index) + 555
+      example["caption"] = captions.synthetic_captions(shape_id, motion_id, seed, self.cfg.num_captions)
+    return example
 
 
 def render(seed, motion_id, shape_id, times, size: int, cfg) -> tf.Tensor:

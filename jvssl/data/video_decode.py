@@ -41,7 +41,7 @@ def open_video(path: str, timeout_s: float):
   try:
     container = av.open(path, timeout=timeout_s, metadata_errors="ignore")
   except Exception as e:  # FFmpeg raises many error types for broken files; all mean the same here.
-    raise BadVideo("unreadable", _short(e)) from None
+    raise BadVideo("unreadable", short_error(e)) from None
   if not container.streams.video:
     container.close()
     raise BadVideo("no_video_stream")
@@ -94,7 +94,7 @@ def _last_whole_frame(container, stream, meta: VideoInfo, deadline: float, start
   try:
     _seek(container, stream, start / meta.fps, meta.fps, any_frame=start > 0)
   except Exception as e:  # Sampling seeks too, so a file that cannot seek cannot give clips.
-    raise BadVideo("unreadable", f"cannot seek: {_short(e)}") from None
+    raise BadVideo("unreadable", f"cannot seek: {short_error(e)}") from None
   last = -1
   try:
     for packet in container.demux(stream):
@@ -194,7 +194,7 @@ def read_frames(
     raise
   except Exception as e:  # A decode error part-way: keep what was decoded, pad the rest.
     if not got:
-      raise BadVideo("decode_error", _short(e)) from None
+      raise BadVideo("decode_error", short_error(e)) from None
   padded = p < len(wanted)
   if padded:
     if last is None:
@@ -217,7 +217,8 @@ def to_rgb(frame, short_side: int) -> np.ndarray:
   return frame.to_ndarray(format="rgb24", width=w, height=h)
 
 
-def _short(e: Exception) -> str:
+def short_error(e: Exception) -> str:
+  """An exception as one line of at most 200 characters, for the counts' details (FFmpeg's can run long)."""
   return f"{type(e).__name__}: {e}".splitlines()[0][:200]
 
 
@@ -279,7 +280,7 @@ def decode_all(
       raise
     except Exception as e:  # A decode error part-way: keep what was decoded, as read_frames does.
       if not frames:
-        raise BadVideo("decode_error", _short(e)) from None
+        raise BadVideo("decode_error", short_error(e)) from None
   finally:
     container.close()
   if not frames:

@@ -119,7 +119,8 @@ def jit_predict(predictor, name: str, data_config, readout: str = "mean"):
   @jax.jit
   def apply(params, rest, batch):
     model = nnx.merge(predictor.graphdef, params, rest, copy=True)
-    batch = dict(batch, video=normalize_video(batch["video"], data_config))
+    if "video" in batch:  # Other towers' batches (text prompts) have none.
+      batch = dict(batch, video=normalize_video(batch["video"], data_config))
     return _readout(fn(model, batch), readout).astype(jnp.float32)
 
   return lambda batch: apply(predictor.params, predictor.rest, batch)

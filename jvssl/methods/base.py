@@ -28,7 +28,9 @@ from ml_collections import ConfigDict
 # What `predict_fns` maps names to: fn(model, batch) -> array [B, ...], batch as in `Method.loss`.
 PredictFn = Callable[[nnx.Module, dict], jax.Array]
 
-MODALITIES = ("video", "label")  # Batch keys a source gives today; text, audio and motion come later.
+# Batch keys a source may give: "text" is int32 token ids [B, L] (or [B, N, L]) of the source's captions;
+# "audio" the clip's log-mel spectrogram, float32 [B, frames, mel bins] (or [B, K, ...]), with "has_audio" [B].
+MODALITIES = ("video", "label", "text", "audio", "has_audio")
 
 
 @dataclasses.dataclass(frozen=True)

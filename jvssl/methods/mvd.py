@@ -2,23 +2,26 @@
 Video Representation Learning", CVPR 2023): a student sees the visible tokens of a tube-masked clip and
 two decoders regress the features of two frozen teachers at the masked tokens: an image teacher (a
 ViT on single frames: spatial detail) and a video teacher (a video ViT: motion). Each teacher's last
-tokens are the targets, layer-normed; the loss is lambda_image * MSE_image + lambda_video * MSE_video
-(both 1 in MVD).
+tokens are the targets, layer-normed; the loss is lambda_image * L_image + lambda_video * L_video
+(both 1 in MVD), L the mean squared error or, as MVD's scripts (--distill_loss_func SmoothL1), the smooth L1.
 
 A teacher is any jvssl checkpoint (a pretraining run, or `jvssl.tools.import_weights`' --out, e.g.
 VideoMAE for video, an ImageMAE/ViT import with tubelets of 1 frame for images): `method.<teacher>.checkpoint`
 names it, its encoder's arrays become the teacher's, and the architecture is the one recorded in its
 config. Without a checkpoint the teacher is a frozen random copy of the student's architecture (for
-tests). The image teacher sees the first frame of every tubelet, so its tokens line up with the
-student's; the video teacher sees the clip, with the student's tubelets. Teacher weights are
-`Teacher` variables (carried, checkpointed, never optimised); the checkpoint is read once on the host
-when the method is made and enters the initial state as a constant.
+tests and demos), or, with `random_teachers` False (the published recipe), an error. The image teacher
+sees the first frame of every tubelet, so its tokens line up with the student's; the video teacher
+sees the clip, with the student's tubelets. Teacher weights are `Teacher` variables (carried,
+checkpointed, never optimised); the checkpoint is read once on the host when the method is made and
+enters the initial state as a constant.
 """
 
 import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from etils import epath
 from flax import nnx
 from ml_collections import ConfigDict
 
@@ -32,6 +35,11 @@ from jvssl.methods.vjepa import TokenPredictor, layer_norm
 from jvssl.models import layers
 
 TEACHERS = ("image_teacher", "video_teacher")
+# pred, target [B, N, D] -> the mean over every entry.
+LOSSES = {
+  "mse": lambda pred, target: jnp.mean(jnp.square(pred - target)),
+  "smooth_l1": lambda pred, target: jnp.mean(optax.huber_loss(pred, target, delta=1.0)),
+}
 
 
 def teacher_fields() -> ConfigDict:
@@ -120,7 +128,10 @@ def read_teacher(section, student_config, name: str):
     if name == "image_teacher":
       model_config.patch_size = (1, *student_config.model.patch_size[1:])
     return model_config, None
-  saved = read_checkpoint(section.checkpoint, section.step)
+  path = section.checkpoint
+  if not (epath.Path(path) if "://" in path else epath.Path(path).expanduser()).exists():
+    raise ConfigError(f"method.{name}.checkpoint {path} does not exist: give the teacher's jvssl workdir or checkpoint")
+  saved = read_checkpoint(path, section.step)
   if not saved.config or "model" not in saved.config:
     raise CheckpointError(f"MVD's {name}: {saved.where} records no config, so its architecture is unknown")
   model_config = ConfigDict(saved.config["model"])
@@ -156,6 +167,9 @@ class MVD(Method):
         "decoder_width": 384,
         "decoder_depth": 2,
         "decoder_heads": 6,
+        "loss": "mse",  # "mse" or "smooth_l1" (MVD's scripts: torch.nn.SmoothL1Loss, beta 1).
+        # False: a teacher (of weight > 0) without a checkpoint is an error, not a frozen random network.
+        "random_teachers": True,
         # weight 0 leaves a teacher out.
         "image_teacher": teacher_fields(),
         "video_teacher": teacher_fields(),
@@ -167,6 +181,13 @@ class MVD(Method):
     m = config.method
     if m.mask_type not in MASKS:
       raise ConfigError(f"method.mask_type must be one of {list(MASKS)}, not {m.mask_type!r}")
+    if m.loss not in LOSSES:
+      raise ConfigError(f"method.loss must be one of {list(LOSSES)}, not {m.loss!r}")
+    for name in TEACHERS:
+      if m[name].weight and not m[name].checkpoint and not m.random_teachers:
+        raise ConfigError(
+          f"method.{name}.checkpoint is empty: MVD distils pretrained teachers; give its jvssl workdir or checkpoint"
+        )
     self.teachers = {name: read_teacher(m[name], config, name) for name in TEACHERS if m[name].weight}
     if not self.teachers:
       raise ConfigError("MVD needs a teacher: set method.image_teacher.weight or method.video_teacher.weight > 0")
@@ -184,7 +205,7 @@ class MVD(Method):
     for name in self.teachers:
       target = jnp.take_along_axis(model.teacher_features(name, video), masked[..., None], axis=1)
       pred = model.decoders[name](z, visible, masked).astype(jnp.float32)
-      mse = jnp.mean(jnp.square(pred - target))
-      metrics[f"mse/{name}"] = mse
-      total += m[name].weight * mse
+      loss = LOSSES[m.loss](pred, target)
+      metrics[f"{m.loss}/{name}"] = loss
+      total += m[name].weight * loss
     return total, metrics

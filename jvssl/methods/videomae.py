@@ -65,7 +65,11 @@ class VideoMAEModel(nnx.Module):
 
     Returns predictions [B, Nm, pt*ph*pw*3] in (pt ph pw c) order.
     """
-    x = self.encoder_to_decoder(self.encoder.encode(self.encoder.embed(video, visible), rng, visible))
+    return self.decode(self.encoder.encode(self.encoder.embed(video, visible), rng, visible), visible, masked)
+
+  def decode(self, encoded, visible, masked):
+    """The decoder alone: the encoder's outputs [B, Nv, D] of the `visible` tubelets -> predictions of `masked`."""
+    x = self.encoder_to_decoder(encoded)
     pos = self.decoder_pos_embed[...].astype(x.dtype)
     x_visible = x + pos[visible]
     x_masked = self.mask_token[...].astype(x.dtype) + pos[masked]

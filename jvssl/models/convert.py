@@ -1,6 +1,15 @@
 """PyTorch checkpoints -> jvssl parameters: official VideoMAE / VideoMAE v2, Hugging Face
-VideoMAE*, Hugging Face image ViT / ViTMAE (patch embeddings inflated to tubelets), and
-torchvision's r3d/r2plus1d/s3d/mvit_v2_s.
+VideoMAE*, Hugging Face image ViT / ViTMAE (patch embeddings inflated to tubelets), Hugging Face
+CLIP (vision and text towers), and torchvision's r3d/r2plus1d/s3d/mvit_v2_s.
+
+CLIP ("clip": CLIPModel, CLIPVisionModel[WithProjection], CLIPTextModel[WithProjection]) fills
+whichever towers the checkpoint has: the vision tower into the method's ViT `encoder` (patch
+embedding inflated as for "hf_vit"; needs model.pos_embed='learned', qkv_bias='all' or 'qv', pool='cls',
+final_norm='pooled', pre_norm=True, and the checkpoint's activation ('quick_gelu' for OpenAI's) and
+norm_eps (1e-5)); the text tower into its `text` (a `text.TextTransformer`: causal, pooling 'argmax',
+CLIP's activation, max_len <= 77, the tokenizer's vocabulary); the projections into `video_proj` /
+`text_proj` and the logit scale (one pair of towers) where the method has them (video_text: the whole
+CLIP model), or the text projection into the text model's own when its projection_dim > 0.
 
 A converter reads a flat {key: array} source and writes into the pure dicts
 (params, rest) of a freshly initialised jvssl model of the method the config
@@ -21,7 +30,7 @@ import numpy as np
 from jvssl.errors import CheckpointError, ConfigError
 from jvssl.models import layers
 
-FORMATS = ("videomae", "hf_videomae", "hf_vit", "torchvision")
+FORMATS = ("videomae", "hf_videomae", "hf_vit", "clip", "torchvision")
 # How a 2-D patch embedding becomes a tubelet one (I3D's inflation): the kernel divided among the
 # tubelet's frames, or all of it on the central frame and zeros on the others.
 INFLATIONS = ("average", "central")
@@ -448,13 +457,19 @@ def hf_vit_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndar
       k = f"encoder.blocks.{index}.{rest}"
     out[k], names[k] = value, key
   for index, parts in qkv.items():
-    if set(parts) != {"q", "k", "v"}:
-      raise CheckpointError(f"ViT layer {index} has only {sorted(parts)} of the query/key/value projections")
-    out[f"encoder.blocks.{index}.attn.qkv.weight"] = np.concatenate([parts[p][1] for p in "qkv"])
-    names[f"encoder.blocks.{index}.attn.qkv.weight"] = re.sub(
-      r"q_proj|query", lambda q: "{q,k,v}_proj" if q.group() == "q_proj" else "{query,key,value}", parts["q"][0]
-    )
+    key = f"encoder.blocks.{index}.attn.qkv.weight"
+    out[key], names[key] = _fuse_qkv(parts, f"ViT layer {index}")
   return out, names
+
+
+def _fuse_qkv(parts: dict[str, tuple[str, np.ndarray]], where: str) -> tuple[np.ndarray, str]:
+  """{"q"|"k"|"v": (source key, torch weight [D, D])} -> (the fused `attn.qkv.weight` [3D, D], its name)."""
+  if set(parts) != {"q", "k", "v"}:
+    raise CheckpointError(f"{where} has only {sorted(parts)} of the query/key/value projections")
+  name = re.sub(
+    r"q_proj|query", lambda q: "{q,k,v}_proj" if q.group() == "q_proj" else "{query,key,value}", parts["q"][0]
+  )
+  return np.concatenate([parts[p][1] for p in "qkv"]), name
 
 
 def inflate_patch_kernel(w: np.ndarray, frames: int, how: str) -> np.ndarray:
@@ -474,14 +489,30 @@ def inflate_patch_kernel(w: np.ndarray, frames: int, how: str) -> np.ndarray:
 
 
 def image_vit(m: Mapper, model, model_config, inflate: str) -> None:
-  """A transformers image ViT / ViTMAE encoder (official-layout keys) into a jvssl video ViT.
+  """A transformers image ViT / ViTMAE encoder (official-layout keys) into a jvssl video ViT (see `image_tower`)."""
+  image_tower(m, model.encoder, inflate)
+  # transformers' ViTs normalise every token, then read the CLS token; that is jvssl's final_norm="tokens".
+  m.copy("encoder.norm.weight", ("params", "encoder", "norm", "scale"))
+  m.copy("encoder.norm.bias", ("params", "encoder", "norm", "bias"))
+  if m.exists(("params", "head", "kernel")) and m.has("head.weight"):
+    if (model_config.pool, model_config.final_norm) != ("cls", "tokens"):
+      raise CheckpointError(
+        "a transformers ViT classifier reads its CLS token: set model.pool='cls' and model.final_norm='tokens'"
+      )
+    m.copy("head.weight", ("params", "head", "kernel"), linear_kernel)
+    m.copy("head.bias", ("params", "head", "bias"))
 
-  The patch embedding is inflated to the config's tubelets; the learned position table (its patch
-  rows, resampled if the resolution differs) is repeated over the token frames; the CLS row of the
-  table goes into the CLS token, which jvssl gives no position. ViT's key bias is dropped: adding
-  q . b_k to every logit of a query leaves its softmax unchanged.
+
+def image_tower(m: Mapper, encoder, inflate: str) -> None:
+  """The embeddings and blocks of an image ViT (official-layout keys under `encoder.`) into the jvssl video ViT
+  `encoder` at params/encoder; its final norm is the caller's.
+
+  The patch embedding is inflated to the config's tubelets (a missing patch bias, as CLIP's, is zero); the
+  learned position table (its patch rows, resampled if the resolution differs) is repeated over the token
+  frames; the CLS row of the table goes into the CLS token, which jvssl gives no position. The key bias is
+  dropped: adding q . b_k to every logit of a query leaves its softmax unchanged.
   """
-  grid = model.encoder.grid
+  grid = encoder.grid
   if not m.exists(("params", "encoder", "pos_embed")):
     raise ConfigError(
       "image ViT weights carry a learned (ViT) or 2-D sin-cos (ViTMAE) table: set model.pos_embed='learned'"
@@ -493,8 +524,11 @@ def image_vit(m: Mapper, model, model_config, inflate: str) -> None:
     ("params", "encoder", "patch_embed"),
     lambda w: inflate_patch_kernel(w, pt, inflate),
   )
-  m.copy("encoder.patch_embed.proj.bias", ("params", "encoder", "patch_bias"))
-  table = m.take("encoder.pos_embed").reshape(-1, model.encoder.width)
+  if m.has("encoder.patch_embed.proj.bias"):
+    m.copy("encoder.patch_embed.proj.bias", ("params", "encoder", "patch_bias"))
+  else:
+    m.put(("params", "encoder", "patch_bias"), np.zeros(encoder.width, np.float32), "encoder.patch_embed.proj.weight")
+  table = m.take("encoder.pos_embed").reshape(-1, encoder.width)
   cls_pos, patch_pos = table[0], table[1:]
   side = int(round(np.sqrt(len(patch_pos))))
   if side * side != len(patch_pos):
@@ -517,16 +551,142 @@ def image_vit(m: Mapper, model, model_config, inflate: str) -> None:
     raise CheckpointError(
       f"the checkpoint has {i} encoder blocks, the config's model {len(blocks['blocks'])}: set model.depth to match"
     )
-  # transformers' ViTs normalise every token, then read the CLS token; that is jvssl's final_norm="tokens".
-  m.copy("encoder.norm.weight", ("params", "encoder", "norm", "scale"))
-  m.copy("encoder.norm.bias", ("params", "encoder", "norm", "bias"))
-  if m.exists(("params", "head", "kernel")) and m.has("head.weight"):
-    if (model_config.pool, model_config.final_norm) != ("cls", "tokens"):
-      raise CheckpointError(
-        "a transformers ViT classifier reads its CLS token: set model.pool='cls' and model.final_norm='tokens'"
-      )
-    m.copy("head.weight", ("params", "head", "kernel"), linear_kernel)
-    m.copy("head.bias", ("params", "head", "bias"))
+
+
+# ---- transformers CLIP ------------------------------------------------------------------------------
+
+
+_CLIP_TOWER = (  # CLIP tower names (after `vision_model.` / `text_model.`) -> the official layout's.
+  ("embeddings.class_embedding", "cls_token"),
+  ("embeddings.patch_embedding.", "patch_embed.proj."),
+  ("embeddings.position_embedding.weight", "pos_embed"),
+  ("embeddings.token_embedding.weight", "token_embed"),
+  ("pre_layrnorm.", "pre_norm."),
+  ("post_layernorm.", "norm."),
+  ("final_layer_norm.", "norm."),
+)
+_CLIP_BLOCK = (  # CLIP block names -> the official layout's.
+  ("self_attn.q_proj.bias", "attn.q_bias"),
+  ("self_attn.k_proj.bias", "attn.k_bias"),
+  ("self_attn.v_proj.bias", "attn.v_bias"),
+  ("self_attn.out_proj.", "attn.proj."),
+  ("layer_norm1.", "norm1."),
+  ("layer_norm2.", "norm2."),
+)
+_CLIP_SHARED = ("visual_projection.weight", "text_projection.weight", "logit_scale")
+
+
+def hf_clip_to_official(source: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """Renames transformers' CLIPModel / CLIP{Vision,Text}Model[WithProjection] keys to the official layout: the
+  vision tower under `encoder.` (as `hf_vit_to_official` writes, plus `encoder.pre_norm.`), the text tower under
+  `text.` (`token_embed`, `pos_embed`, `blocks.i.`, `norm.`); `visual_projection.weight`,
+  `text_projection.weight` and `logit_scale` keep their names. A bare CLIPTextModel's keys (transformers 5
+  saves them without `text_model.`) are told from a bare CLIPVisionModel's by its token embedding.
+  Returns (renamed arrays, {new key: original key}).
+  """
+  out, names, qkv = {}, {}, {}
+  bare = "text." if "embeddings.token_embedding.weight" in source else "encoder."
+  for key, value in source.items():
+    if key in _CLIP_SHARED:
+      out[key], names[key] = value, key
+      continue
+    tower, k = bare, key
+    for prefix, renamed in (("vision_model.", "encoder."), ("text_model.", "text.")):
+      if key.startswith(prefix):
+        tower, k = renamed, key[len(prefix) :]
+    for old, new in _CLIP_TOWER:
+      k = new + k[len(old) :] if k.startswith(old) else k
+    block = re.match(r"^encoder\.layers\.(\d+)\.(.*)$", k)
+    if block:
+      index, rest = block.groups()
+      proj = re.match(r"^self_attn\.([qkv])_proj\.weight$", rest)
+      if proj:
+        qkv.setdefault(f"{tower}blocks.{index}.", {})[proj.group(1)] = (key, value)
+        continue
+      for old, new in _CLIP_BLOCK:
+        rest = new + rest[len(old) :] if rest.startswith(old) else rest
+      k = f"blocks.{index}.{rest}"
+    out[tower + k], names[tower + k] = value, key
+  for start, parts in qkv.items():
+    out[start + "attn.qkv.weight"], names[start + "attn.qkv.weight"] = _fuse_qkv(parts, f"CLIP layer '{start}'")
+  return out, names
+
+
+def clip_vision(m: Mapper, encoder, model_config, inflate: str) -> None:
+  """CLIP's vision tower (official-layout keys) into the jvssl video ViT `encoder` at params/encoder, and its
+  visual projection into params/video_proj when the method has one (video_text).
+
+  CLIP reads its CLS token through post_layernorm after a pre-norm of the embedded tokens: the config's model
+  must say so (pool='cls', final_norm='pooled', pre_norm=True); the MLP activation and the norm epsilon are the
+  checkpoint's config's (hidden_act, layer_norm_eps), which its weights do not tell.
+  """
+  wanted = {"pool": "cls", "final_norm": "pooled", "pre_norm": True, "pos_embed": "learned"}
+  wrong = {k: v for k, v in wanted.items() if model_config[k] != v}
+  if wrong:
+    settings = " ".join(f"model.{k}={v!r}" for k, v in wrong.items())
+    raise ConfigError(f"CLIP's vision tower reads its CLS token through a pre-norm and a pooled norm: set {settings}")
+  image_tower(m, encoder, inflate)
+  for name, leaf in (("weight", "scale"), ("bias", "bias")):
+    m.copy(f"encoder.pre_norm.{name}", ("params", "encoder", "pre_norm", leaf))
+    m.copy(f"encoder.norm.{name}", ("params", "encoder", "norm", leaf))
+  if m.exists(("params", "video_proj", "kernel")):
+    m.copy("visual_projection.weight", ("params", "video_proj", "kernel"), linear_kernel)
+
+
+def clip_text(m: Mapper, text) -> None:
+  """CLIP's text tower (official-layout keys) into the text.TextTransformer `text` at params/text, and its text
+  projection into the transformer's own projection (text.projection_dim > 0) or else into params/text_proj when
+  the method has one (video_text).
+
+  CLIP's text model is causal and reads the end-of-text token, which its tokenizer writes as the highest id
+  (pooling 'argmax'; 'eot' reads the same token when the padding id is another one). A position table longer
+  than text.max_len is cut to its first rows, which is exact for sequences up to max_len.
+  """
+  if not text.causal or text.pooling not in ("argmax", "eot"):
+    raise ConfigError(
+      "CLIP's text tower is causal and reads its end-of-text token: set method.text.causal=True and"
+      " method.text.pooling='argmax'"
+    )
+  m.copy("text.token_embed", ("params", "text", "token_embed"))
+  table = m.take("text.pos_embed")
+  if len(table) > text.max_len:
+    m.adapted.append(f"{m.names.get('text.pos_embed')} (first {text.max_len} of {len(table)} positions)")
+  m.put(("params", "text", "pos_embed"), table[: text.max_len], "text.pos_embed")
+  i = 0
+  while m.has(f"text.blocks.{i}.norm1.weight"):
+    map_block(m, f"text.blocks.{i}.", ("params", "text", "blocks", i))
+    m.ignore(f"text.blocks.{i}.attn.k_bias")
+    i += 1
+  if i != len(text.blocks):
+    raise CheckpointError(
+      f"the checkpoint has {i} text blocks, the config's text model {len(text.blocks)}: set its depth"
+    )
+  m.copy("text.norm.weight", ("params", "text", "norm", "scale"))
+  m.copy("text.norm.bias", ("params", "text", "norm", "bias"))
+  projection = ("params", "text", "proj", "kernel") if text.proj is not None else ("params", "text_proj", "kernel")
+  if m.exists(projection):
+    m.copy("text_projection.weight", projection, linear_kernel)
+
+
+def clip(m: Mapper, model, model_config, inflate: str) -> None:
+  """Whichever CLIP towers the checkpoint has into the method's `encoder` (a ViT) and `text` (a TextTransformer),
+  with the projections and the logit scale where the method has them."""
+  towers = 0
+  if m.exists(("params", "encoder")) and m.has("encoder.cls_token"):
+    if model_config.name != "vit":
+      raise ConfigError(f"CLIP's vision tower needs model.name='vit', not '{model_config.name}'")
+    clip_vision(m, model.encoder, model_config, inflate)
+    towers += 1
+  if m.exists(("params", "text")) and m.has("text.token_embed"):
+    clip_text(m, model.text)
+    towers += 1
+  if not towers:
+    raise CheckpointError("neither CLIP tower of the checkpoint has a place in this config's method (encoder, text)")
+  # CLIP's one logit scale fits a method with one pair of towers; one with more (video-text-audio) keeps its own.
+  if m.exists(("params", "logit_scale")) and m.has("logit_scale"):
+    _, node, _ = m.target(("params", "logit_scale"))
+    if np.size(node["logit_scale"]) == 1:
+      m.copy("logit_scale", ("params", "logit_scale"), lambda x: x.reshape(np.shape(node["logit_scale"])))
 
 
 # ---- torchvision 3D CNNs ---------------------------------------------------------------------------
@@ -633,10 +793,15 @@ def convert(
 ) -> Report:
   """Fills `params`/`rest` (pure dicts of `model`, the method's module, modified in place) from `source`.
 
-  inflate: how an image model's patch embedding becomes a tubelet one ("hf_vit"; see INFLATIONS).
+  inflate: how an image model's patch embedding becomes a tubelet one ("hf_vit", "clip"; see INFLATIONS).
   """
   if fmt not in FORMATS:
     raise ConfigError(f"--from must be one of {', '.join(FORMATS)}, not '{fmt}'")
+  if fmt == "clip":
+    source, names = hf_clip_to_official(source)
+    m = Mapper(source, params, rest, names)
+    clip(m, model, model_config, inflate)
+    return m.report()
   if fmt == "hf_vit":
     if model_config.name != "vit":
       raise ConfigError(f"ViT checkpoints need model.name='vit', not '{model_config.name}'")

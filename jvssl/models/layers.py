@@ -133,23 +133,33 @@ class Attention(nnx.Module):
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / np.sqrt(q.shape[-1])
     return jax.nn.softmax(scores, axis=-1)
 
-  def __call__(self, x, ids=None):
-    """x [B, N, D]; ids: int [B, N] grid index of each token, for rotary positions (default: 0..N-1)."""
+  def __call__(self, x, ids=None, mask=None):
+    """x [B, N, D]; ids: int [B, N] grid index of each token, for rotary positions (default: 0..N-1);
+    mask: bool broadcastable to [B, heads, N queries, N keys], True where a query may attend to a key."""
     q, k, v = self._qkv(x, ids)
     q, k, v = (sharding.constrain(t, ("batch", "act_seq", "act_heads", None)) for t in (q, k, v))
-    out = dot_product_attention(q, k, v, implementation=self.attention_impl)
+    out = dot_product_attention(q, k, v, mask=mask, implementation=self.attention_impl)
     y = jnp.einsum("bnhk,hkd->bnd", out, self.proj[...].astype(self.dtype))
     return y + self.proj_bias[...].astype(self.dtype)
 
 
+ACTIVATIONS = {
+  "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # Exact GELU, as torch.nn.GELU.
+  "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # OpenAI CLIP's approximation, kept by its checkpoints.
+}
+
+
 class Mlp(nnx.Module):
-  def __init__(self, dim, hidden, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(self, dim, hidden, *, activation="gelu", dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.fc1 = Dense(dim, hidden, axes=("embed", "mlp"), **kw)
     self.fc2 = Dense(hidden, dim, axes=("mlp", "embed"), **kw)
+    self.activation = activation
 
   def __call__(self, x):
-    h = jax.nn.gelu(self.fc1(x), approximate=False)  # Exact GELU, as torch.nn.GELU.
+    h = ACTIVATIONS[self.activation](self.fc1(x))
     return self.fc2(sharding.constrain(h, ("batch", "act_seq", "act_mlp")))
 
 
@@ -204,6 +214,7 @@ class Block(nnx.Module):
     drop_path_rate=0.0,
     attention_impl="auto",
     rope_grid=None,
+    activation="gelu",
     dtype=jnp.float32,
     param_dtype=jnp.float32,
     rngs: nnx.Rngs,
@@ -212,13 +223,14 @@ class Block(nnx.Module):
     self.norm1 = LayerNorm(dim, eps=norm_eps, **kw)
     self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attention_impl=attention_impl, rope_grid=rope_grid, **kw)
     self.norm2 = LayerNorm(dim, eps=norm_eps, **kw)
-    self.mlp = Mlp(dim, mlp_dim, **kw)
+    self.mlp = Mlp(dim, mlp_dim, activation=activation, **kw)
     self.drop_path_rate = drop_path_rate
 
-  def __call__(self, x, rng=None, ids=None):
+  def __call__(self, x, rng=None, ids=None, mask=None):
+    """x [B, N, D]; mask: the attention mask of `Attention` (None: every token sees every token)."""
     rngs = (None, None) if rng is None else tuple(jax.random.split(rng))
     x = residual_stream(x)
-    x = x + drop_path(self.attn(self.norm1(x), ids), self.drop_path_rate, rngs[0])
+    x = x + drop_path(self.attn(self.norm1(x), ids, mask), self.drop_path_rate, rngs[0])
     x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rngs[1])
     return sharding.constrain(x, ("batch", "act_seq", "act_embed"))
 
@@ -242,6 +254,7 @@ class FactorisedBlock(nnx.Module):
     norm_eps=1e-6,
     drop_path_rate=0.0,
     attention_impl="auto",
+    activation="gelu",
     dtype=jnp.float32,
     param_dtype=jnp.float32,
     rngs: nnx.Rngs,
@@ -253,7 +266,7 @@ class FactorisedBlock(nnx.Module):
     self.norm_t = LayerNorm(dim, eps=norm_eps, **kw)
     self.attn_t = Attention(dim, num_heads, **attn_kw)
     self.norm2 = LayerNorm(dim, eps=norm_eps, **kw)
-    self.mlp = Mlp(dim, mlp_dim, **kw)
+    self.mlp = Mlp(dim, mlp_dim, activation=activation, **kw)
     self.num_frames = num_frames
     self.drop_path_rate = drop_path_rate
 

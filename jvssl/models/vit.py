@@ -60,6 +60,9 @@ class ViT(nnx.Module):
         "pos_embed": "sincos",
         "qkv_bias": "qv",  # VideoMAE's q and v biases; "all" for standard ViTs.
         "norm_eps": 1e-6,
+        "activation": "gelu",  # Of the MLPs: "gelu" (exact), or "quick_gelu" for OpenAI CLIP weights.
+        # A LayerNorm on the embedded tokens (CLS included) before the first block: CLIP's ln_pre.
+        "pre_norm": False,
         # "tokens": LayerNorm on every output token (pretraining layout, as MAE/VideoMAE);
         # "pooled": on the mean-pooled embedding only (VideoMAE fine-tuning's fc_norm).
         "final_norm": "tokens",
@@ -121,7 +124,14 @@ class ViT(nnx.Module):
     elif config.pool not in ("mean", "first"):
       raise ValueError(f"pool must be 'mean', 'cls' or 'first', not {config.pool!r}")
     self.pool = config.pool
-    block_kw = dict(qkv_bias=config.qkv_bias, norm_eps=config.norm_eps, attention_impl=config.attention_impl, **kw)
+    self.pre_norm = layers.LayerNorm(width, eps=config.norm_eps, **kw) if config.pre_norm else None
+    block_kw = dict(
+      qkv_bias=config.qkv_bias,
+      norm_eps=config.norm_eps,
+      attention_impl=config.attention_impl,
+      activation=config.activation,
+      **kw,
+    )
     if config.attention == "joint":
       rope_grid = self.grid if self.rope else None
       make_block = lambda rate: layers.Block(width, heads, mlp, drop_path_rate=rate, rope_grid=rope_grid, **block_kw)
@@ -179,7 +189,7 @@ class ViT(nnx.Module):
   def _encode(self, tokens, rng, ids=None):
     """-> (CLS output [B, D] or None, token outputs [B, n, D])."""
     rngs = [None] * len(self.blocks) if rng is None else list(jax.random.split(rng, len(self.blocks)))
-    x = self._with_cls(tokens)
+    x = self._stem(tokens)
     run = (lambda b, y, r, i: b(y, r, i)) if self.rope else (lambda b, y, r, i: b(y, r))
     if self.remat != "none":
       run = nnx.remat(run, policy=REMAT_POLICIES[self.remat])
@@ -189,19 +199,20 @@ class ViT(nnx.Module):
       x = self.norm(x)
     return (x[:, 0], x[:, 1:]) if self.pool == "cls" else (None, x)
 
-  def _with_cls(self, tokens):
-    """Tokens [B, n, D], with the CLS token in front when pool='cls'."""
-    if self.pool != "cls":
-      return tokens
-    cls = jnp.broadcast_to(self.cls_token[...].astype(tokens.dtype), (tokens.shape[0], 1, tokens.shape[-1]))
-    return jnp.concatenate([cls, tokens], axis=1)
+  def _stem(self, tokens):
+    """Tokens [B, n, D] as the first block takes them: the CLS token in front when pool='cls', then the
+    pre-norm when there is one."""
+    if self.pool == "cls":
+      cls = jnp.broadcast_to(self.cls_token[...].astype(tokens.dtype), (tokens.shape[0], 1, tokens.shape[-1]))
+      tokens = jnp.concatenate([cls, tokens], axis=1)
+    return tokens if self.pre_norm is None else self.pre_norm(tokens)
 
   def last_attention(self, video):
     """video [B, T, H, W, C] -> the last block's attention weights [B, heads, N, N] over the patch tokens (a CLS
     token's row and column left out); joint attention only."""
     if not isinstance(self.blocks[-1], layers.Block):
       raise ValueError("attention weights are drawn for joint attention only, not factorised")
-    x = self._with_cls(self.embed(video))
+    x = self._stem(self.embed(video))
     for block in self.blocks[:-1]:
       x = block(x)
     last = self.blocks[-1]

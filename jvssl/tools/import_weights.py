@@ -5,8 +5,11 @@
 
 Formats: `videomae` (official VideoMAE / VideoMAE v2 .pth), `hf_videomae`
 (transformers VideoMAE* .safetensors or .bin), `hf_vit` (transformers image ViT / ViTMAE, patch
-embeddings inflated to the config's tubelets: `--inflate=average` or `central`), `torchvision` (r3d_18,
-r2plus1d_18, s3d, mvit_v2_s and the other VideoResNets). The train state of the config's
+embeddings inflated to the config's tubelets: `--inflate=average` or `central`), `clip` (transformers
+CLIPModel or one of its towers: the vision tower inflated as `hf_vit` into the ViT encoder, the text tower
+into a video_text method's text transformer, with the projections and logit scale; the settings it needs
+are in `jvssl.models.convert`'s docstring), `torchvision` (r3d_18, r2plus1d_18, s3d, mvit_v2_s and the
+other VideoResNets). The train state of the config's
 method is initialised, the checkpoint's arrays replace what they map to, and the
 result is saved as step 0 of `--out`: `python -m jvssl.main --config=<same>
 --workdir=<out>` then trains (fine-tunes) from it, `--mode=eval` evaluates it.
@@ -70,9 +73,9 @@ def main(argv=None) -> int:
   parser = cli.parser(
     "python -m jvssl.tools.import_weights", __doc__, config_help="the config that will train from the weights"
   )
-  parser.add_argument("--from", dest="fmt", required=True, help="videomae, hf_videomae, hf_vit or torchvision")
+  parser.add_argument("--from", dest="fmt", required=True, help="videomae, hf_videomae, hf_vit, clip or torchvision")
   parser.add_argument(
-    "--inflate", default="average", help="hf_vit: 2-D patch kernel to tubelets, 'average' or 'central' frame"
+    "--inflate", default="average", help="hf_vit, clip: 2-D patch kernel to tubelets, 'average' or 'central' frame"
   )
   parser.add_argument("--src", required=True, help=".pth, .bin or .safetensors file")
   parser.add_argument("--out", required=True, help="workdir to create (checkpoint at step 0)")

@@ -1,7 +1,7 @@
 """Converts a folder of videos + annotation list into JPEG-frame TFRecord shards (the DMVR layout).
 
   python -m jvssl.tools.make_tfrecords --videos=DIR --list=FILE --out=DIR --shards=N \
-      [--short_side=S] [--fps=F] [--quality=Q] [--workers=W] [--name=train]
+      [--short_side=S] [--fps=F] [--quality=Q] [--workers=W] [--name=train] [--audio [--audio_rate=HZ]]
 
 Writes `{out}/{name}-{i:05d}-of-{N:05d}` and its `.index` (record offsets), then
 points data.tfrecord.{split}_files at `{out}/{name}-*-of-*`. Shard i holds a
@@ -13,6 +13,13 @@ be read are left out (the later records move up by one) and listed with their
 reasons in `{out}/{name}.bad_videos.tsv`; a truncated video is written with the
 frames it holds (what the video_folder source samples from) and listed there too,
 as "truncated: header 132 frames, decoded 47".
+
+A list with a caption column (see jvssl/data/video_folder.py) writes each video's
+captions to `caption/string`. --audio also stores each video's soundtrack, mono at
+--audio_rate, over the frames' time as DMVR does (`WAVEFORM/feature/floats`, with its
+rate and the frames' rate under MediaSequence's keys; see jvssl/data/tfrecord.py).
+A video without an audio track is written without one; one whose audio cannot be
+read is written without it and listed as "audio <reason>".
 """
 
 import argparse
@@ -28,7 +35,7 @@ from jvssl import cli  # First: it quiets TensorFlow's start-up before anything 
 
 import tensorflow as tf
 
-from jvssl.data import tfrecord, video_decode, video_folder
+from jvssl.data import audio, tfrecord, video_decode, video_folder
 from jvssl.errors import UserError
 
 
@@ -39,7 +46,9 @@ def parse_args(argv):
     formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   p.add_argument("--videos", required=True, help="folder the list's paths are relative to")
-  p.add_argument("--list", required=True, help="annotation list (`path label` lines or CSV path,label[,start,end])")
+  p.add_argument(
+    "--list", required=True, help="annotation list (`path label` lines or CSV path[,label][,start,end][,caption])"
+  )
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--shards", type=int, required=True, help="number of shards")
   p.add_argument("--name", default="", help="shard name prefix (default: the list's file name without extension)")
@@ -48,6 +57,8 @@ def parse_args(argv):
   p.add_argument("--quality", type=int, default=90, help="JPEG quality")
   p.add_argument("--workers", type=int, default=1, help="shards converted in parallel processes")
   p.add_argument("--timeout_s", type=float, default=120.0, help="wall-clock limit per video")
+  p.add_argument("--audio", action="store_true", help="also store each video's soundtrack (mono)")
+  p.add_argument("--audio_rate", type=int, default=16000, help="Hz of the stored soundtrack (data.audio.sample_rate)")
   return p.parse_args(argv)
 
 
@@ -55,16 +66,39 @@ def shard_path(out: str, name: str, i: int, n: int) -> str:
   return os.path.join(out, f"{name}-{i:05d}-of-{n:05d}")
 
 
-def serialize(frames, label: int, video_id: str, quality: int) -> bytes:
-  """One SequenceExample: JPEG frames under image/encoded, label under clip/label/index (if >= 0)."""
+def serialize(
+  frames, label: int, video_id: str, quality: int, fps: float = 0.0, captions=(), sound=None, audio_rate: int = 0
+) -> bytes:
+  """One SequenceExample: JPEG frames under image/encoded, label under clip/label/index (if >= 0), the frames' rate
+  (if > 0), captions under caption/string (if any), and `sound` (float32 [samples] at audio_rate Hz, from the
+  first frame on; None: no audio track) under WAVEFORM/feature/floats."""
   ex = tf.train.SequenceExample()
   ex.context.feature["video_id"].bytes_list.value.append(video_id.encode())
   if label >= 0:
     ex.context.feature[tfrecord.LABEL_KEY].int64_list.value.append(label)
+  if fps > 0:
+    ex.context.feature[tfrecord.FRAME_RATE_KEY].float_list.value.append(fps)
+  if captions:
+    ex.context.feature[tfrecord.CAPTION_KEY].bytes_list.value.extend(c.encode() for c in captions)
+  if sound is not None:
+    ex.context.feature[tfrecord.AUDIO_RATE_KEY].float_list.value.append(audio_rate)
+    ex.feature_lists.feature_list[tfrecord.AUDIO_KEY].feature.add().float_list.value.extend(sound)
   jpegs = ex.feature_lists.feature_list[tfrecord.FRAMES_KEY]
   for frame in frames:
     jpegs.feature.add().bytes_list.value.append(tf.io.encode_jpeg(frame, quality=quality).numpy())
   return ex.SerializeToString()
+
+
+def soundtrack(entry, video: video_decode.Decoded, args):
+  """The entry's audio over its written frames' time, (float32 [samples] or None without a track, note); the note
+  names why the audio was left out of a video that has some ("" if it was not)."""
+  try:
+    sound, has_audio = audio.decode_audio(
+      entry.path, entry.start, len(video.frames) / video.fps, args.audio_rate, args.timeout_s
+    )
+  except audio.BadAudio as e:
+    return None, f"audio {e.reason}" + (f": {e.detail}" if e.detail else "")
+  return (sound if has_audio else None), ""
 
 
 # Kinds of note a shard's .index keeps about its videos, so a resumed conversion still reports them.
@@ -79,11 +113,22 @@ def convert_shard(entries, path: str, args, on_video=None) -> list[tuple[str, st
     for entry in entries:
       try:
         video = video_decode.decode_all(entry.path, entry.start, entry.end, args.fps, args.short_side, args.timeout_s)
-        data = serialize(video.frames, entry.label, os.path.relpath(entry.path, args.videos), args.quality)
+        sound, audio_note = soundtrack(entry, video, args) if args.audio else (None, "")
+        data = serialize(
+          video.frames,
+          entry.label,
+          os.path.relpath(entry.path, args.videos),
+          args.quality,
+          fps=video.fps,
+          captions=entry.captions,
+          sound=sound,
+          audio_rate=args.audio_rate,
+        )
         writer.write(data)
         lengths.append(len(data))
-        if video.truncated:
-          notes.append((REPAIRED, entry.path, video.note()))
+        for note in (video.note(), audio_note):
+          if note:
+            notes.append((REPAIRED, entry.path, note))
       except video_decode.BadVideo as e:
         notes.append((SKIPPED, entry.path, str(e)))
       if on_video:
@@ -155,10 +200,12 @@ def convert(args) -> None:
   with tf.io.gfile.GFile(bad_list, "w") as f:
     f.write("".join(f"{p}\t{reason}\n" for _, p, reason in notes))
   skipped = sum(kind == SKIPPED for kind, _, _ in notes)
-  truncated = len(notes) - skipped
+  truncated = sum(kind == REPAIRED and reason.startswith("truncated") for kind, _, reason in notes)
+  no_audio = sum(kind == REPAIRED and reason.startswith("audio ") for kind, _, reason in notes)
   print(
     f"done: {len(entries) - skipped} videos written"
     + (f" ({truncated} of them truncated, kept as the frames they hold)" if truncated else "")
+    + (f" ({no_audio} of them without their audio, which could not be read)" if no_audio else "")
     + f", {skipped} skipped (each listed with its reason in {bad_list}); read them with --config.data.source=tfrecord "
     f"--config.data.tfrecord.train_files='{os.path.join(args.out, f'{name}-*-of-{n:05d}')}'",
     file=sys.stderr,

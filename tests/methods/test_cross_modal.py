@@ -1,0 +1,142 @@
+"""Cross-modal methods (jvssl/methods/cross_modal.py, multimodal_mae.py): the losses against direct
+computations, the captions and audio the data gives them, zero-shot scoring, and every variant of
+configs/multimodal_synthetic.py learning on one batch (in one subprocess, tests/methods/one_batch.py).
+"""
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from jvssl import config as config_lib
+from jvssl.data import audio, captions, pipeline, tokenizers
+from jvssl.evaluate import zero_shot
+from jvssl.methods import cross_modal, multimodal_mae
+from jvssl.methods.base import Inputs
+from tests.methods import one_batch
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_clip_loss_is_the_symmetric_cross_entropy():
+  rng = np.random.default_rng(0)
+  v, t = _unit(rng.normal(size=(6, 4))), _unit(rng.normal(size=(6, 4)))
+  logits = 5.0 * v @ t.T
+  log_softmax = lambda x, axis: x - np.log(np.exp(x).sum(axis, keepdims=True))
+  expected = -(np.diag(log_softmax(logits, 1)).mean() + np.diag(log_softmax(logits, 0)).mean()) / 2
+  loss, _ = cross_modal.clip_loss(v.astype(np.float32), t.astype(np.float32), 5.0)
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_mil_nce_matches_its_formula():
+  rng = np.random.default_rng(1)
+  b, p = 5, 3
+  v, t = _unit(rng.normal(size=(b, 4))), _unit(rng.normal(size=(b, p, 4)))
+  s = 2.0 * np.einsum("ie,jpe->ijp", v, t)
+  expected = []
+  for i in range(b):
+    positive = np.exp(s[i, i]).sum()
+    negative = sum(np.exp(s[i, j]).sum() + np.exp(s[j, i]).sum() for j in range(b) if j != i)
+    expected.append(-np.log(positive / (positive + negative)))
+  loss, _ = cross_modal.mil_nce_loss(v.astype(np.float32), t.astype(np.float32), 2.0)
+  np.testing.assert_allclose(float(loss), np.mean(expected), rtol=1e-5)
+
+
+def test_word_mask_masks_whole_words_and_never_specials():
+  tok = tokenizers.build(config_lib.data_defaults().text)
+  ids = tokenizers.encode_padded(tok, ["a disk moves right", "the box grows"], 32)
+  special = (ids == tok.pad_id) | (ids == tok.bos_id) | (ids == tok.eos_id)
+  space = tok.encode(" ")[0]
+  for seed in range(5):
+    mask = np.asarray(multimodal_mae.word_mask(jax.random.key(seed), ids, 0.5, space, special))
+    assert not (mask & (special | (ids == space))).any()
+    for row, m in zip(ids, mask):
+      assert m.any()  # At least one word per caption.
+      words = np.cumsum(row == space)
+      for w in np.unique(words[m]):  # A word is masked whole or not at all.
+        letters = (words == w) & (row != space) & ~np.isin(row, [tok.pad_id, tok.bos_id, tok.eos_id])
+        assert m[letters].all()
+
+
+def test_synthetic_captions_say_the_shape_and_motion():
+  c = config_lib.load("configs/multimodal_synthetic.py:mil_nce,runlocal")
+  tok = tokenizers.build(c.data.text)
+  ds = pipeline.train_dataset(c, inputs=Inputs(modalities=("video", "text", "label")))
+  batch = next(ds.as_numpy_iterator())
+  assert batch["text"].shape == (c.data.batch_size, 3, c.data.text.max_len)
+  source = pipeline.make_source(c.data, "train")
+  for k in range(4):
+    # The training order's k-th video is found again through its label: check its captions name its kinds.
+    texts = [tok.decode(t) for t in batch["text"][k]]
+    assert all(any(w in text for w in captions.SHAPE_WORDS[batch["label"][k]]) for text in texts), texts
+  assert source.class_names == [w[0] for w in captions.SHAPE_WORDS[: c.data.synthetic.num_classes]]
+  # Evaluation reads the first caption, the same every time.
+  first = [next(pipeline.eval_dataset(c, "test", 8)[0].as_numpy_iterator())["text"] for _ in range(2)]
+  np.testing.assert_array_equal(first[0], first[1])
+
+
+def test_audio_reaches_the_batch_as_a_log_mel_spectrogram():
+  c = config_lib.load("configs/multimodal_synthetic.py:video_audio,runlocal")
+  ds = pipeline.train_dataset(c, inputs=Inputs(modalities=("video", "audio")))
+  batch = next(ds.as_numpy_iterator())
+  assert batch["audio"].shape == (c.data.batch_size,) + audio.spectrogram_shape(c.data.audio)
+  assert np.isfinite(batch["audio"]).all() and batch["audio"].std() > 0.1
+  assert "text" not in batch
+
+
+def test_zero_shot_scores_each_clip_against_every_class():
+  classes = np.eye(3, dtype=np.float32)
+  video = np.array([[1, 0.1, 0], [0, 0, 2], [0.2, 1, 0], [0, 1, 0.1]], np.float32)
+  out = zero_shot.zero_shot_accuracy(video, np.array([0, 2, 1, 2]), classes)
+  assert out == {"accuracy": 0.75, "chance": pytest.approx(1 / 3)}
+
+
+def test_a_caption_free_source_gives_the_empty_caption():
+  tok = tokenizers.build(config_lib.data_defaults().text)
+  text = config_lib.data_defaults().text
+  example = pipeline._with_text(
+    {"caption": tf.constant([], tf.string)}, text, tok, tf.constant([1, 2], tf.int64), train=True
+  )
+  ids = example["text"].numpy()
+  assert list(ids[:2]) == [tok.bos_id, tok.eos_id] and (ids[2:] == tok.pad_id).all()
+
+
+_PRELUDE = """
+from jvssl.methods.base import Inputs
+
+def config(method):
+  c = config_lib.load(f"configs/multimodal_synthetic.py:{method},runlocal")
+  c.optimizer.lr, c.schedule.warmup_steps = 2e-3, 0
+  return c
+
+batches = {}
+for method in METHODS:
+  c = config(method)
+  modalities = ("video", "text", "audio")
+  c.unlock(); c.data.audio.enabled = True; c.data.text.num_captions = 3
+  batches.update(next(pipeline.train_dataset(c, inputs=Inputs(modalities=modalities)).as_numpy_iterator()))
+  break
+text = batches.pop("text")
+host_batch = dict(batches, text=text[:, 0])
+
+
+def extras(method, trainer, state, initial, out):
+  pass
+"""
+
+METHODS = ("video_text", "video_audio", "video_text_audio", "multimodal_mae")
+
+
+@pytest.fixture(scope="module")
+def results():
+  return one_batch.train(_PRELUDE, METHODS, 60)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_loss_falls(results, method):
+  history = results[method]["history"]
+  one_batch.assert_falls([h["loss"] for h in history])
+  if method == "multimodal_mae":
+    one_batch.assert_falls([h["text_loss"] for h in history])
