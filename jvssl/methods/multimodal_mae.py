@@ -1,13 +1,20 @@
 """Multimodal masked modelling: video tubes and caption words masked together, reconstructed through one encoder.
 
-The video encoder's blocks run over one sequence, the visible tubelets (VideoMAE: masked ones are
-dropped) followed by every caption token, with a learned modality embedding on the text and its masked
-words replaced by a mask token (BERT: a caption is short, so it is kept whole). Fusion is joint, as in
-VATT's modality-agnostic and CAV-MAE's joint layers: each video token attends to the words and each
-word to the video, so a masked shape word is predicted from the pixels and a masked tube from the words.
+With `fusion` "joint" or "video_first" the video encoder's blocks run over one sequence, the visible
+tubelets (VideoMAE: masked ones are dropped) followed by every caption token, with a learned modality
+embedding on the text and its masked words replaced by a mask token (BERT: a caption is short, so it is
+kept whole). `fusion="joint"`: each video token attends to the words and each word to the video (VATT's
+modality-agnostic and CAV-MAE's joint layers), so a masked shape word is predicted from the pixels and a
+masked tube from the words. `fusion="video_first"`: words attend to the video but the video only to itself.
+`fusion="late"` (the default): the words come from a text tower of their own and read the encoded video in
+a few fusion blocks (a masked-language model conditioned on the video), so the video encoder shares no
+weight with the text. On the synthetic set only late fusion keeps the frozen video features near
+VideoMAE's; with the encoder's weights shared, 72 byte tokens of caption for every 18 visible video
+tokens, they probe below the random encoder's (README, "Multimodal").
 Losses: VideoMAE's pixel regression on the masked tubes (its decoder sees only video tokens) plus
 `text_weight` x cross-entropy of the masked caption tokens. With the byte tokenizer whole words are
-masked (a word's letters would give each other away); other tokenizers mask tokens.
+masked (a word's letters would give each other away); other tokenizers mask tokens. `caption_drop_prob`
+hides the caption from a share of the clips (modality dropout), for joint fusion.
 
 Evaluation reads the video encoder alone on video (`embed_video`), so its probes compare with VideoMAE's.
 """
@@ -22,7 +29,7 @@ from jvssl.data import tokenizers
 from jvssl.errors import ConfigError
 from jvssl.methods import videomae
 from jvssl.methods.base import Inputs
-from jvssl.models import layers
+from jvssl.models import layers, text as text_model
 
 
 class MultimodalMAEModel(videomae.VideoMAEModel):
@@ -36,6 +43,27 @@ class MultimodalMAEModel(videomae.VideoMAEModel):
         "use a ViT with model.pos_embed other than 'rope' and joint attention"
       )
     tokenizer = tokenizers.build(config.data.text)
+    self.pad_id = tokenizer.pad_id
+    self.fusion = config.method.fusion
+    kw = models.dtype_kw(config)
+    if self.fusion == "late":
+      # Its own text tower (bidirectional; one extra id: the mask), and fusion blocks in the text's width.
+      text_config = config.method.text.copy_and_resolve_references()
+      text_config.causal, text_config.pooling, text_config.projection_dim = False, "mean", 0
+      self.mask_id = tokenizer.vocab_size
+      self.text = text_model.TextTransformer(
+        text_config, vocab_size=tokenizer.vocab_size + 1, pad_id=tokenizer.pad_id, rngs=rngs, **kw
+      )
+      width = self.text.width
+      self.video_to_text = layers.Dense(self.encoder.width, width, axes=("embed", None), rngs=rngs, **kw)
+      self.fusion_blocks = nnx.List(
+        [
+          layers.Block(width, text_config.num_heads, int(width * text_config.mlp_ratio), rngs=rngs, **kw)
+          for _ in range(config.method.fusion_depth)
+        ]
+      )
+      self.text_head = layers.Dense(width, tokenizer.vocab_size, axes=("embed", "vocab"), rngs=rngs, **kw)
+      return
     width, param_dtype = self.encoder.width, models.dtypes(config)[1]
     normal = nnx.initializers.normal(0.02)
     self.token_embed = layers.param(rngs, normal, (tokenizer.vocab_size, width), ("vocab", "embed"), param_dtype)
@@ -45,13 +73,15 @@ class MultimodalMAEModel(videomae.VideoMAEModel):
     self.text_head = layers.Dense(
       width, tokenizer.vocab_size, axes=("embed", "vocab"), **models.dtype_kw(config), rngs=rngs
     )
-    self.pad_id = tokenizer.pad_id
 
-  def __call__(self, video, visible, masked, tokens, text_masked, rng=None):
+  def __call__(self, video, visible, masked, tokens, text_masked, caption_hidden, rng=None):
     """-> (pixel predictions of the `masked` tubelets [B, Nm, P], token logits [B, L, vocab]).
 
-    tokens: int32 [B, L] caption ids; text_masked: bool [B, L], the ones replaced by the mask token.
+    tokens: int32 [B, L] caption ids; text_masked: bool [B, L], the ones replaced by the mask token;
+    caption_hidden: bool [B], clips whose video tokens do not see their caption (and whose words are not scored).
     """
+    if self.fusion == "late":
+      return self._late(video, visible, masked, tokens, text_masked, rng)
     enc = self.encoder
     v = enc.embed(video, visible)
     length = tokens.shape[1]
@@ -59,15 +89,34 @@ class MultimodalMAEModel(videomae.VideoMAEModel):
     t = jnp.where(text_masked[..., None], self.text_mask_token[...].astype(v.dtype), t)
     t = t + (self.text_pos_embed[:length] + self.text_type[...]).astype(v.dtype)
     x = jnp.concatenate([v, t], axis=1)
-    # Every token attends to every video token and to the caption's non-pad tokens.
-    keys = jnp.concatenate([jnp.ones(v.shape[:2], bool), tokens != self.pad_id], axis=1)
-    attend = keys[:, None, None, :]
+    # Every token attends to every video token and to the caption's non-pad tokens, unless the clip's caption
+    # is hidden (caption_hidden [B]).
+    shown = (tokens != self.pad_id) & ~caption_hidden[:, None]
+    keys = jnp.concatenate([jnp.ones(v.shape[:2], bool), shown], axis=1)
+    attend = keys[:, None, None, :]  # [B, 1, 1, N]
+    if self.fusion == "video_first":  # Video queries read video keys only; word queries read both.
+      is_video = jnp.arange(x.shape[1]) < v.shape[1]
+      attend = attend & (~is_video[:, None] | is_video[None, :])[None, None]  # [B, 1, N, N]
     rngs = [None] * len(enc.blocks) if rng is None else list(jax.random.split(rng, len(enc.blocks)))
     for block, block_rng in zip(enc.blocks, rngs):
       x = block(x, block_rng, None, attend)
     x = enc.norm(x)
     nv = v.shape[1]
     return self.decode(x[:, :nv], visible, masked), self.text_head(x[:, nv:])
+
+  def _late(self, video, visible, masked, tokens, text_masked, rng):
+    """Late fusion: VideoMAE's encoder and decoder untouched; the masked caption's tokens from the text tower
+    read the encoded video in the fusion blocks, whose video rows attend to video only."""
+    encoded = self.encoder.encode(self.encoder.embed(video, visible), rng, visible)
+    t = self.text(jnp.where(text_masked, self.mask_id, tokens))["tokens"]
+    v = self.video_to_text(encoded).astype(t.dtype)
+    x = jnp.concatenate([v, t], axis=1)
+    is_video = jnp.arange(x.shape[1]) < v.shape[1]
+    keys = jnp.concatenate([jnp.ones(v.shape[:2], bool), tokens != self.pad_id], axis=1)
+    attend = keys[:, None, None, :] & (~is_video[:, None] | is_video[None, :])[None, None]
+    for block in self.fusion_blocks:
+      x = block(x, None, None, attend)
+    return self.decode(encoded, visible, masked), self.text_head(x[:, v.shape[1] :])
 
 
 def word_mask(rng, tokens, ratio: float, space_id: int, special: jax.Array) -> jax.Array:
@@ -90,12 +139,25 @@ class MultimodalMAE(videomae.VideoMAE):
     c = videomae.VideoMAE.default_config()
     c.text_mask_ratio = 0.5  # Of the caption's words (or tokens); captions are short and say what the video shows.
     c.text_weight = 1.0
+    # With joint fusion, the share of clips whose video tokens do not see the caption (modality dropout):
+    # evaluation reads the encoder on video alone. Such clips' words are not scored.
+    c.caption_drop_prob = 0.0
+    # "joint": every token attends to every token (VATT, CAV-MAE's joint layers). "video_first": video tokens
+    # attend to video only and words to both, so the encoder's video path is VideoMAE's, and what the words
+    # need from the video has to be in the video tokens.
+    c.fusion = "late"
+    # fusion "late": the words come from a text tower of their own (`text`, made bidirectional) and read the
+    # encoded video in `fusion_depth` blocks; the video encoder shares no weight with the text.
+    c.fusion_depth = 2
+    c.text = text_model.default_config()
     return c
 
   def inputs(self):
     return Inputs(modalities=("video", "text"))
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
+    if self.config.method.fusion not in ("joint", "video_first", "late"):
+      raise ConfigError(f"method.fusion must be 'joint', 'video_first' or 'late', not {self.config.method.fusion!r}")
     if self.config.method.decoder_mask_ratio:
       raise ConfigError("multimodal_mae has no dual masking: set method.decoder_mask_ratio=0")
     if self.config.data.text.num_captions != 1:
@@ -113,7 +175,10 @@ class MultimodalMAE(videomae.VideoMAE):
       text_masked = word_mask(text_rng, tokens, method.text_mask_ratio, tokenizer.encode(" ")[0], special)
     else:
       text_masked = ~special & (jax.random.uniform(text_rng, tokens.shape) < method.text_mask_ratio)
-    pred, logits = model(video, visible, masked, tokens, text_masked, drop_rng)
+    hidden_rng, drop_rng = jax.random.split(drop_rng)
+    caption_hidden = jax.random.uniform(hidden_rng, (video.shape[0],)) < method.caption_drop_prob
+    text_masked &= ~caption_hidden[:, None]
+    pred, logits = model(video, visible, masked, tokens, text_masked, caption_hidden, drop_rng)
     target = videomae.pixel_targets(video, model.encoder.patch_size, method.norm_pix_loss)
     target = jnp.take_along_axis(target, masked[..., None], axis=1)
     video_loss = jnp.mean(jnp.square(pred.astype(jnp.float32) - target))

@@ -140,3 +140,23 @@ def test_loss_falls(results, method):
   one_batch.assert_falls([h["loss"] for h in history])
   if method == "multimodal_mae":
     one_batch.assert_falls([h["text_loss"] for h in history])
+
+
+@pytest.mark.parametrize("fusion", ["video_first", "late", "joint"])
+def test_only_joint_fusion_lets_the_video_path_read_the_words(fusion):
+  from flax import nnx
+
+  c = config_lib.load("configs/multimodal_synthetic.py:multimodal_mae,runlocal", [f"method.fusion={fusion}"])
+  model = multimodal_mae.MultimodalMAEModel(c, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  video = rng.normal(size=(2, c.data.num_frames, c.data.image_size, c.data.image_size, 3)).astype(np.float32)
+  n = model.encoder.num_tokens
+  visible, masked = np.tile(np.arange(0, n, 2), (2, 1)), np.tile(np.arange(1, n, 2), (2, 1))
+  tok = tokenizers.build(c.data.text)
+  none = np.zeros((2, c.data.text.max_len), bool)
+  outputs = []
+  for caption in ("a disk rises", "the box spins clockwise"):
+    ids = tokenizers.encode_padded(tok, [caption] * 2, c.data.text.max_len)
+    outputs.append(model(video, visible, masked, ids, none, np.zeros(2, bool))[0])
+  same = np.allclose(outputs[0], outputs[1], atol=1e-6)
+  assert same == (fusion != "joint")
