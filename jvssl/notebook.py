@@ -22,3 +22,13 @@ def setup(clone: str) -> str:
     if os.path.isdir(os.path.join(root, "configs")):
       return os.path.abspath(root)
   raise FileNotFoundError(f"no configs/ beside the jvssl package or in {clone!r}: clone the repository there")
+
+
+class Scalars:
+  """What the train loop logs, kept in memory: `write_scalars(step, {name: value})` as clu's metric writers."""
+
+  def __init__(self):
+    self.rows = []
+
+  def write_scalars(self, step, scalars):
+    self.rows.append((step, dict(scalars)))

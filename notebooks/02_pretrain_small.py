@@ -90,20 +90,8 @@ print("method:", dict(config.method))
 # them for the loss curve. A workdir that already holds a run would resume it, so a rerun starts over.
 
 # %%
-
-
-class Scalars:
-  """What the loop logs, kept in memory: `write_scalars(step, {name: value})` as clu's metric writers."""
-
-  def __init__(self):
-    self.rows = []
-
-  def write_scalars(self, step, scalars):
-    self.rows.append((step, dict(scalars)))
-
-
 shutil.rmtree(WORKDIR, ignore_errors=True)
-scalars = Scalars()
+scalars = notebook.Scalars()
 result = train.train(config, WORKDIR, writer=scalars)
 steps = [s for s, row in scalars.rows if "train/loss" in row]
 losses = [row["train/loss"] for _, row in scalars.rows if "train/loss" in row]

@@ -130,19 +130,7 @@ plt.show()
 # preferences being unlearned, not captions being told apart.
 
 # %%
-
-
-class Scalars:
-  """What the loop logs, kept in memory: `write_scalars(step, {name: value})` as clu's metric writers."""
-
-  def __init__(self):
-    self.rows = []
-
-  def write_scalars(self, step, scalars):
-    self.rows.append((step, dict(scalars)))
-
-
-scalars = Scalars()
+scalars = notebook.Scalars()
 result = train.train(config, None, writer=scalars)
 history = [(s, row["train/loss"]) for s, row in scalars.rows if "train/loss" in row]
 fig, ax = plt.subplots(figsize=(5, 3))

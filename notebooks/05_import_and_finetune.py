@@ -161,17 +161,6 @@ import numpy as np
 
 from jvssl.evaluate import common
 
-
-class Scalars:
-  """What the loop logs, kept in memory: `write_scalars(step, {name: value})` as clu's metric writers."""
-
-  def __init__(self):
-    self.rows = []
-
-  def write_scalars(self, step, scalars):
-    self.rows.append((step, dict(scalars)))
-
-
 config = config_lib.load(
   os.path.join(ROOT, "configs", "videomae_finetune_k400.py:runlocal"),
   SHAPE
@@ -187,7 +176,7 @@ config = config_lib.load(
 )
 workdir = os.path.join(WORKDIRS, "05_finetune")
 shutil.rmtree(workdir, ignore_errors=True)  # A workdir with a checkpoint would resume instead.
-scalars = Scalars()
+scalars = notebook.Scalars()
 result = train.train(config, workdir, writer=scalars)
 columns = {"fine-tuned": common.run(config, result.trainer.predictor(result.state), result.trainer.mesh)}
 print(common.comparison_table(columns))

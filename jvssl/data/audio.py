@@ -10,8 +10,8 @@ heard as a change over the clip (see `MOTION_SOUNDS`). Loudness, noise, exact
 pitch and phases are drawn per clip, so none of them alone names a clip.
 """
 
+import functools
 import math
-import os
 import time
 
 import av
@@ -44,6 +44,12 @@ def default_config() -> ConfigDict:
       "log_offset": 0.01,  # log(mel magnitude + offset): silence is log(0.01) = -4.6, not -inf.
     }
   )
+
+
+def clip_centres(indices: np.ndarray, fps: float) -> np.ndarray:
+  """Frame indices [K, T] of K clips -> the time of each clip's middle, in seconds from frame 0 [K]: where its
+  audio window is centred, in every source."""
+  return (indices[:, 0] + indices[:, -1]) / 2 / fps
 
 
 def num_samples(config) -> int:
@@ -187,15 +193,8 @@ def decode_audio(
   "empty", "unreadable" (not a media file, or one that cannot seek), "decode_error" (no audio decodes), "timeout".
   """
   length = int(round(duration_s * sample_rate))
-  if not os.path.exists(path):
-    raise BadAudio(path, "missing")
-  if os.path.getsize(path) == 0:
-    raise BadAudio(path, "empty")
   deadline = time.monotonic() + timeout_s
-  try:
-    container = av.open(path, timeout=timeout_s, metadata_errors="ignore")
-  except Exception as e:  # FFmpeg raises many error types for broken files; all mean the same here.
-    raise BadAudio(path, "unreadable", video_decode.short_error(e)) from None
+  container = video_decode.open_container(path, timeout_s, functools.partial(BadAudio, path))
   try:
     if not container.streams.audio:
       return np.zeros(length, np.float32), False

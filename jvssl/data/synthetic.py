@@ -182,7 +182,7 @@ class SyntheticSource:
   def load(self, index, seed):
     """index: int64 scalar; seed: int64 [2] for this example's random choices (clip positions; in version 2
     also every clip's appearance)."""
-    label = self.label(index)
+    shape_id, motion_id = self.kinds(index)
     indices = tf.numpy_function(
       lambda s: sampling.clip_indices(self.video_length, self.data, sampling.rng_for(s)),
       [seed],
@@ -190,21 +190,22 @@ class SyntheticSource:
       stateful=False,
     )
     indices.set_shape([self.clips_per_video, self.num_frames])
+    # Each clip's frames' times in the video, 0 (first frame) to 1 (last).
+    times = [tf.cast(indices[k], tf.float32) / max(self.video_length - 1, 1) for k in range(self.clips_per_video)]
     if self.cfg.version == 2:
-      shape_id, motion_id = self.kinds(index)
-      clips, sound_seeds = [], []
-      for k in range(self.clips_per_video):
-        # A fresh appearance per clip, hashed from the video and the example's seed.
-        clip_seed = tf.random.stateless_uniform(
+      # A fresh appearance per clip, hashed from the video and the example's seed; the clip's sound draws from it.
+      clip_seeds = [
+        tf.random.stateless_uniform(
           [2], self._video_seed(index) + seed * 31 + k, minval=None, maxval=None, dtype=tf.int64
         )
-        times = tf.cast(indices[k], tf.float32) / max(self.video_length - 1, 1)
-        clips.append(render(clip_seed, motion_id, shape_id, times, self.image_size, self.cfg))
-        sound_seeds.append(clip_seed)
-      clips = tf.stack(clips)
+        for k in range(self.clips_per_video)
+      ]
+      clips = tf.stack(
+        [render(s, motion_id, shape_id, t, self.image_size, self.cfg) for s, t in zip(clip_seeds, times)]
+      )
     else:
-      # The soundtrack is drawn once per video, like its colours.
-      sound_seeds = [self._video_seed(index) + 777] * self.clips_per_video
+      # One appearance per video, and its soundtrack drawn once too, like its colours.
+      clip_seeds = [self._video_seed(index) + 777] * self.clips_per_video
       if self.cfg.cache:
         with tf.init_scope():  # Render eagerly, outside the tf.data function being traced.
           videos = self.rendered()
@@ -214,24 +215,14 @@ class SyntheticSource:
       clips = tf.gather(video, indices)
     if self.clips_per_video == 1:
       clips = clips[0]
-    example = {"video": clips, "label": label}
+    example = {"video": clips, "label": shape_id if self.cfg.label == "shape" else motion_id}
     if self.data.audio.enabled:
-      shape_id, motion_id = self.kinds(index)
-      sounds = [
-        audio.synthetic_audio(
-          shape_id,
-          motion_id,
-          tf.cast(indices[k], tf.float32) / max(self.video_length - 1, 1),
-          self.data.audio.sample_rate,
-          sound_seeds[k],
-          audio.num_samples(self.data.audio),
-        )
-        for k in range(self.clips_per_video)
-      ]
+      num_samples = audio.num_samples(self.data.audio)
+      rate = self.data.audio.sample_rate
+      sounds = [audio.synthetic_audio(shape_id, motion_id, t, rate, s, num_samples) for s, t in zip(clip_seeds, times)]
       example["audio"] = sounds[0] if self.clips_per_video == 1 else tf.stack(sounds)
       example["has_audio"] = tf.constant(1, tf.int32)
     if self.cfg.num_captions:
-      shape_id, motion_id = self.kinds(index)
       seed = self._video_seed(index) + 555
       example["caption"] = captions.synthetic_captions(shape_id, motion_id, seed, self.cfg.num_captions)
     return example

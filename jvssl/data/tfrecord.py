@@ -252,7 +252,7 @@ def clip_audio(
   else:
     fps = num_frames * rate / len(values)
   length = int(round(audio_config.seconds * rate))
-  for k, centre in enumerate((indices[:, 0] + indices[:, -1]) / 2 / fps):
+  for k, centre in enumerate(audio.clip_centres(indices, fps)):
     start = int(round((centre - audio_config.seconds / 2) * rate))
     window = np.zeros(length, np.float32)
     lo, hi = max(start, 0), min(start + length, len(values))

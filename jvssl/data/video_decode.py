@@ -32,16 +32,21 @@ class VideoInfo:
   fps: float
 
 
+def open_container(path: str, timeout_s: float, error=BadVideo):
+  """The media file opened with PyAV. Raises error(reason[, detail]) for "missing", "empty" or "unreadable"."""
+  if not os.path.exists(path):
+    raise error("missing")
+  if os.path.getsize(path) == 0:
+    raise error("empty")
+  try:
+    return av.open(path, timeout=timeout_s, metadata_errors="ignore")
+  except Exception as e:  # FFmpeg raises many error types for broken files; all mean the same here.
+    raise error("unreadable", short_error(e)) from None
+
+
 def open_video(path: str, timeout_s: float):
   """-> (container, video stream). Raises BadVideo("missing"|"empty"|"unreadable"|"no_video_stream")."""
-  if not os.path.exists(path):
-    raise BadVideo("missing")
-  if os.path.getsize(path) == 0:
-    raise BadVideo("empty")
-  try:
-    container = av.open(path, timeout=timeout_s, metadata_errors="ignore")
-  except Exception as e:  # FFmpeg raises many error types for broken files; all mean the same here.
-    raise BadVideo("unreadable", short_error(e)) from None
+  container = open_container(path, timeout_s)
   if not container.streams.video:
     container.close()
     raise BadVideo("no_video_stream")

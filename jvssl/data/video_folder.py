@@ -210,7 +210,7 @@ class VideoFolderSource:
     if padded or length < sampling.span(self.data.num_frames, self.data.frame_stride):
       bad_input.record_repair("short")
     # The middle of the first and last frames' times: the middle of what the clip shows, even or odd T.
-    centres = entry.start + (indices[:, 0] + indices[:, -1]) / 2 / meta.fps
+    centres = entry.start + audio.clip_centres(indices, meta.fps)
     return frames.reshape(indices.shape + frames.shape[1:]), centres
 
   def sound(self, entry: Entry, centres: np.ndarray, deadline: float) -> tuple[np.ndarray, np.int32]:

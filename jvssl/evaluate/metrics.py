@@ -22,8 +22,9 @@ RECALL_AT = (1, 5, 10, 20, 50)
 OVERLAPS = (0.1, 0.25, 0.5)
 
 
-def _unit(x) -> np.ndarray:
-  x = np.asarray(x, np.float64)
+def unit(x, dtype=np.float64) -> np.ndarray:
+  """x [..., D] with each row scaled to unit length (rows of zeros stay zero), as numpy `dtype`."""
+  x = np.asarray(x, dtype)
   return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
 
 
@@ -37,12 +38,12 @@ def class_recall_at_k(query_x, query_y, gallery_x, gallery_y, ks=RECALL_AT, *, c
   Ties in similarity are broken by gallery order (the earlier clip ranks first), so the result is the same on every
   run. A query whose class has no clip in the gallery never hits and still counts. k > N means the whole gallery.
   """
-  gallery = _unit(gallery_x)
+  gallery = unit(gallery_x)
   query_y, gallery_y = np.asarray(query_y), np.asarray(gallery_y)
   top = min(max(ks), len(gallery))
   hits = []
   for start in range(0, len(query_y), chunk):
-    sims = _unit(query_x[start : start + chunk]) @ gallery.T  # [c, N]
+    sims = unit(query_x[start : start + chunk]) @ gallery.T  # [c, N]
     order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
     same = gallery_y[order] == query_y[start : start + chunk, None]  # [c, top]
     hits.append(np.cumsum(same, axis=1) > 0)
@@ -60,9 +61,9 @@ def video_similarity(query_clips, database_clips, aggregate: str = "chamfer") ->
   video-level similarity). "mean": the cosine similarity of the two videos' mean clip embeddings.
   "max": the best cosine similarity of any pair of clips.
   """
-  q, d = _unit(query_clips), _unit(database_clips)
+  q, d = unit(query_clips), unit(database_clips)
   if aggregate == "mean":
-    return float(_unit(q.mean(0)) @ _unit(d.mean(0)))
+    return float(unit(q.mean(0)) @ unit(d.mean(0)))
   sims = q @ d.T
   if aggregate == "chamfer":
     return float(sims.max(axis=1).mean())

@@ -18,13 +18,9 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from jvssl import registry
+from jvssl.evaluate import metrics
 
 RECALL_AT = (1, 5, 10)
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-  x = np.asarray(x, np.float32)
-  return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 
 
 @jax.jit
@@ -45,7 +41,7 @@ def retrieval_ranks(query, gallery, *, chunk: int = 1024) -> np.ndarray:
   """
   if query.shape[0] != gallery.shape[0]:
     raise ValueError(f"query and gallery must pair row by row, got {query.shape[0]} and {gallery.shape[0]} rows")
-  query, gallery = _normalize(query), jnp.asarray(_normalize(gallery))
+  query, gallery = metrics.unit(query, np.float32), jnp.asarray(metrics.unit(gallery, np.float32))
   return np.concatenate(
     [
       np.asarray(_ranks(jnp.asarray(query[i : i + chunk]), gallery, jnp.arange(i, min(i + chunk, len(query)))))

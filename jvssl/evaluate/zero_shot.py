@@ -15,7 +15,7 @@ from ml_collections import ConfigDict
 
 from jvssl import registry
 from jvssl.data import pipeline, tokenizers
-from jvssl.evaluate import features
+from jvssl.evaluate import features, metrics
 
 
 def class_embeddings(predictor, data_config, names, templates) -> np.ndarray:
@@ -24,16 +24,13 @@ def class_embeddings(predictor, data_config, names, templates) -> np.ndarray:
   tokenizer = tokenizers.build(data_config.text)
   tokens = tokenizers.encode_padded(tokenizer, prompts, data_config.text.max_len)
   fn = features.jit_predict(predictor, "embed_text", data_config)
-  emb = np.array(fn({"text": jnp.asarray(tokens)}), np.float32).reshape(len(names), len(templates), -1)
-  emb /= np.linalg.norm(emb, axis=-1, keepdims=True).clip(1e-12)
-  mean = emb.mean(axis=1)
-  return mean / np.linalg.norm(mean, axis=-1, keepdims=True).clip(1e-12)
+  emb = np.asarray(fn({"text": jnp.asarray(tokens)})).reshape(len(names), len(templates), -1)
+  return metrics.unit(metrics.unit(emb, np.float32).mean(axis=1), np.float32)
 
 
 def zero_shot_accuracy(video: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, float]:
   """video [N, E], labels [N], classes [C, E] -> {"accuracy", "top5_accuracy" (C > 5), "chance"}."""
-  video = video / np.linalg.norm(video, axis=-1, keepdims=True).clip(1e-12)
-  sims = video @ classes.T
+  sims = metrics.unit(video, np.float32) @ classes.T
   order = np.argsort(-sims, axis=1, kind="stable")
   hit = order == labels[:, None]
   out = {"accuracy": float(hit[:, 0].mean())}

@@ -134,6 +134,13 @@ def word_mask(rng, tokens, ratio: float, space_id: int, special: jax.Array) -> j
 
 @registry.METHODS.register("multimodal_mae")
 class MultimodalMAE(videomae.VideoMAE):
+  def __init__(self, config, run):
+    super().__init__(config, run)
+    tokenizer = tokenizers.build(config.data.text)
+    self.special_ids = (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id)
+    # Bytes: words are the runs between spaces, masked whole; other tokenizers' tokens are masked one by one.
+    self.space_id = tokenizer.encode(" ")[0] if config.data.text.tokenizer == "bytes" else None
+
   @staticmethod
   def default_config() -> ConfigDict:
     c = videomae.VideoMAE.default_config()
@@ -169,10 +176,9 @@ class MultimodalMAE(videomae.VideoMAE):
     video, tokens = batch["video"], batch["text"]
     mask_rng, text_rng, drop_rng = jax.random.split(rng, 3)
     visible, masked = videomae.MASKS[method.mask_type](mask_rng, video.shape[0], model.encoder.grid, method.mask_ratio)
-    tokenizer = tokenizers.build(self.config.data.text)
-    special = (tokens == tokenizer.pad_id) | (tokens == tokenizer.bos_id) | (tokens == tokenizer.eos_id)
-    if self.config.data.text.tokenizer == "bytes":
-      text_masked = word_mask(text_rng, tokens, method.text_mask_ratio, tokenizer.encode(" ")[0], special)
+    special = jnp.isin(tokens, jnp.asarray(self.special_ids))
+    if self.space_id is not None:
+      text_masked = word_mask(text_rng, tokens, method.text_mask_ratio, self.space_id, special)
     else:
       text_masked = ~special & (jax.random.uniform(text_rng, tokens.shape) < method.text_mask_ratio)
     hidden_rng, drop_rng = jax.random.split(drop_rng)
