@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ml_collections import ConfigDict
 
 from jvssl import registry
-from jvssl.data import audio, augment, sampling, tokenizers
+from jvssl.data import audio, augment, sampling, service, tokenizers
 from jvssl.errors import ConfigError
 
 
@@ -82,6 +82,8 @@ def data_defaults() -> ConfigDict:
   data.text.num_captions = 1  # Captions per example: 1 gives text [L]; N > 1, [N, L] (MIL-NCE).
   # Each clip's soundtrack, given to methods as a log-mel spectrogram "audio" (jvssl/data/audio.py).
   data.audio = audio.default_config()
+  # Preprocessing on tf.data service workers (jvssl/data/service.py); "" runs it in the training process.
+  data.service = service.default_config()
   for name in registry.SOURCES.names():
     data[name] = registry.SOURCES.get(name).default_config()
   return data
@@ -254,6 +256,7 @@ def validate(config: ConfigDict) -> None:
       raise ConfigError(f"config.evals.{name} has no 'type' (one of {registry.EVALUATORS.names()})")
     _check_section(entry, eval_config(entry.type), f"evals.{name}.")
   registry.SOURCES.get(config.data.source)
+  service.check(config.data.service)
   if config.train.compute_dtype not in ("float32", "bfloat16", "auto"):
     raise ConfigError(
       f"train.compute_dtype must be 'float32', 'bfloat16' or 'auto', not '{config.train.compute_dtype}'"

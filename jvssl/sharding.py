@@ -160,6 +160,11 @@ def use(mesh: jax.sharding.Mesh, rules):
     _current_rules.reset(token)
 
 
+def current_rules():
+  """The logical rules made current by `use`; None outside it."""
+  return _current_rules.get()
+
+
 def logical_to_spec(axes: Sequence[str | None], rules) -> P:
   """Logical axis names -> PartitionSpec of mesh axes; names without a rule are replicated.
 

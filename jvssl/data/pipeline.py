@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from jvssl import registry, sharding
-from jvssl.data import audio, augment, bad_input, tokenizers
+from jvssl.data import audio, augment, bad_input, service, tokenizers
 from jvssl.data.video_folder import DATA_ERROR_MARK
 from jvssl.errors import ConfigError, DataError
 
@@ -141,12 +141,24 @@ def train_dataset(config, *, start_step: int = 0, split: str | None = None, inpu
       example = {key: x if key == "video" else tf.stack([x] * repeats) for key, x in example.items()}
     return example
 
-  ds = tf.data.Dataset.range(start_step * local_batch // repeats, np.iinfo(np.int64).max)
-  ds = ds.map(load, num_parallel_calls=_parallel(data), deterministic=True)
-  if repeats > 1:
-    ds = ds.unbatch()
-  ds = ds.batch(local_batch, drop_remainder=True)
-  ds = ds.map(lambda batch: _check_bad_fraction(batch, data.max_bad_fraction))
+  def batches(videos: tf.data.Dataset) -> tf.data.Dataset:
+    ds = videos.map(load, num_parallel_calls=_parallel(data), deterministic=True)
+    if repeats > 1:
+      ds = ds.unbatch()
+    ds = ds.batch(local_batch, drop_remainder=True)
+    return ds.map(lambda batch: _check_bad_fraction(batch, data.max_bad_fraction))
+
+  videos_per_batch = local_batch // repeats
+  if data.service.address:
+    # One batch per step of a splittable range, so the service's workers can share the steps out.
+    def batch_of_step(step):
+      ds = batches(tf.data.Dataset.range(step * videos_per_batch, (step + 1) * videos_per_batch))
+      return ds.map(lambda batch: service.with_step(batch, step, start_step, data.service))
+
+    ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+    ds = ds.interleave(batch_of_step, cycle_length=2, num_parallel_calls=2, deterministic=False)
+    return service.distribute(ds.prefetch(data.prefetch_batches), data.service)
+  ds = batches(tf.data.Dataset.range(start_step * videos_per_batch, np.iinfo(np.int64).max))
   return ds.prefetch(data.prefetch_batches)
 
 
@@ -220,9 +232,13 @@ def device_iterator(ds: tf.data.Dataset, mesh, rules, prefetch: int = 2) -> Iter
 
 
 def numpy_batches(ds: tf.data.Dataset) -> Iterator[dict]:
-  """ds.as_numpy_iterator(), with jvssl's data errors raised inside tf.data turned back into DataError."""
+  """ds.as_numpy_iterator(), with jvssl's data errors raised inside tf.data turned back into DataError, and the
+  batches of the tf.data service put back in step order."""
   try:
-    yield from ds.as_numpy_iterator()
+    batches = ds.as_numpy_iterator()
+    if service.STEP_KEY in ds.element_spec:
+      batches = service.in_order(batches)
+    yield from batches
   except tf.errors.OpError as e:
     if DATA_ERROR_MARK not in e.message:
       raise

@@ -10,9 +10,13 @@ the config's shape (data.num_frames x data.image_size^2, data.frame_stride):
                  last frame the clip needs, centre-crop (what a naive loader does);
   video_folder:  jvssl's video_folder source through tf.data (seeking decode + augmentation);
   tfrecord:      jvssl's tfrecord source through tf.data (JPEG decode + augmentation).
+  tfrecord+service: the tfrecord reader through a tf.data service (--service, e.g.
+                 in_process:2: a dispatcher and two workers; jvssl/data/service.py).
 Printed per reader: clips/s (wall clock, all cores) and clips per CPU-second
 (per-core throughput: CPU time of every thread of the process), and both as
-ratios to the PyAV loop.
+ratios to the PyAV loop. With --train_step the config's compiled train step is
+timed at --batch_size too, and each reader is said to keep up with it or not
+(input clips/s against train clips/s).
 """
 
 import os
@@ -53,6 +57,9 @@ def parse_args(argv):
   p.add_argument("--clips", type=int, default=64, help="clips timed per reader (after one warm-up batch)")
   p.add_argument("--batch_size", type=int, default=8)
   p.add_argument("--workdir", default="", help="where videos and TFRecords go (default: a temporary folder)")
+  p.add_argument("--service", default="", help="also time the tfrecord reader through this data.service.address")
+  p.add_argument("--train_step", action="store_true", help="time the config's train step and compare")
+  p.add_argument("--train_steps", type=int, default=3, help="timed train steps (after 1 warm-up) with --train_step")
   return cli.parse(p, argv)
 
 
@@ -194,6 +201,10 @@ def bench(args, overrides: list[str]) -> None:
   configs = {
     name: cli.load_config(args.config, [f"data.source={name}"] + base) for name in ("video_folder", "tfrecord")
   }
+  if args.service:
+    configs["tfrecord+service"] = cli.load_config(
+      args.config, ["data.source=tfrecord", f"data.service.address={args.service}"] + base
+    )
   data = configs["tfrecord"].data
   shape = f"{data.num_frames}x{data.image_size}x{data.image_size} (stride {data.frame_stride})"
   print(f"clips of {shape}; {len(os.sched_getaffinity(0))} cores available; {args.clips} clips per reader")
@@ -205,10 +216,28 @@ def bench(args, overrides: list[str]) -> None:
   clips = {"pyav_loop": args.clips, **{n: -(-args.clips // args.batch_size) * args.batch_size for n in configs}}
   base_rate = args.clips / results["pyav_loop"][0]
   base_per_core = args.clips / results["pyav_loop"][1]
-  print(f"{'reader':<14}{'clips/s':>10}{'x PyAV':>9}{'clips/CPU-s':>13}{'x PyAV':>9}")
+  train_rate = train_clips_per_s(configs["tfrecord"], args.train_steps) if args.train_step else None
+  if train_rate:
+    print(f"train step: {train_rate:.2f} clips/s at batch {args.batch_size} ({args.train_steps} steps)")
+  print(f"{'reader':<18}{'clips/s':>10}{'x PyAV':>9}{'clips/CPU-s':>13}{'x PyAV':>9}{'keeps up':>10}")
   for name, (wall, cpu) in results.items():
     rate, per_core = clips[name] / wall, clips[name] / cpu
-    print(f"{name:<14}{rate:>10.2f}{rate / base_rate:>9.2f}{per_core:>13.2f}{per_core / base_per_core:>9.2f}")
+    keeps_up = "" if train_rate is None else ("yes" if rate >= train_rate else f"no ({rate / train_rate:.2f}x)")
+    print(
+      f"{name:<18}{rate:>10.2f}{rate / base_rate:>9.2f}{per_core:>13.2f}{per_core / base_per_core:>9.2f}{keeps_up:>10}"
+    )
+
+
+def train_clips_per_s(config, steps: int) -> float:
+  """Clips/s of the config's compiled train step on random clips (the step alone, no input), on this machine's
+  devices: what the input has to keep up with."""
+  from jvssl.tools import benchmark  # Imports JAX's trainer only when asked.
+
+  step, _ = benchmark.jvssl_step(config, warmup=1)
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return steps * config.data.batch_size / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":
