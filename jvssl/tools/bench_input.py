@@ -10,6 +10,8 @@ the config's shape (data.num_frames x data.image_size^2, data.frame_stride):
                  last frame the clip needs, centre-crop (what a naive loader does);
   video_folder:  jvssl's video_folder source through tf.data (seeking decode + augmentation);
   tfrecord:      jvssl's tfrecord source through tf.data (JPEG decode + augmentation).
+  tfrecord:FORMAT: the same from records of another --frame_formats entry (stored:
+                 pixels kept as they are, the pre-decoded option);
   tfrecord+service: the tfrecord reader through a tf.data service (--service, e.g.
                  in_process:2: a dispatcher and two workers; jvssl/data/service.py).
 Printed per reader: clips/s (wall clock, all cores) and clips per CPU-second
@@ -33,6 +35,7 @@ import av
 import numpy as np
 
 from jvssl.data import pipeline, sampling, tfrecord, video_decode, video_folder
+from jvssl.errors import UserError
 from jvssl.tools import make_tfrecords
 
 
@@ -57,6 +60,11 @@ def parse_args(argv):
   p.add_argument("--clips", type=int, default=64, help="clips timed per reader (after one warm-up batch)")
   p.add_argument("--batch_size", type=int, default=8)
   p.add_argument("--workdir", default="", help="where videos and TFRecords go (default: a temporary folder)")
+  p.add_argument(
+    "--frame_formats",
+    default="jpeg",
+    help="frame formats of the TFRecords timed, jpeg first (e.g. jpeg,stored: make_tfrecords --frame_format)",
+  )
   p.add_argument("--service", default="", help="also time the tfrecord reader through this data.service.address")
   p.add_argument("--train_step", action="store_true", help="time the config's train step and compare")
   p.add_argument("--train_steps", type=int, default=3, help="timed train steps (after 1 warm-up) with --train_step")
@@ -111,17 +119,20 @@ def scene(rng: np.random.Generator, height: int, width: int, cell: int = 24) -> 
   return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def frame_sizes(entries, records: str) -> str:
-  """Mean stored bytes per frame of the videos and of their TFRecords, as a line to print."""
+def frame_sizes(entries, folders: dict[str, str]) -> str:
+  """Mean stored bytes per frame of the videos and of their TFRecords (per frame format), as a line to print."""
   frames = 0
   for entry in entries:
     with av.open(entry.path) as container:
       frames += video_decode.info(container, container.streams.video[0]).num_frames
   video_bytes = sum(os.path.getsize(e.path) for e in entries)
-  record_bytes = sum(os.path.getsize(f) for f in tfrecord.shard_files(f"{records}/bench-*-of-*"))
+  records = ", ".join(
+    f"{name} {sum(os.path.getsize(f) for f in tfrecord.shard_files(f'{folder}/bench-*-of-*')) / frames / 1e3:.1f}"
+    for name, folder in folders.items()
+  )
   return (
     f"{len(entries)} videos, {frames} frames; video files {video_bytes / frames / 1e3:.1f} kB/frame, "
-    f"TFRecords {record_bytes / frames / 1e3:.1f} kB/frame (JPEG)"
+    f"TFRecords kB/frame: {records}"
   )
 
 
@@ -177,20 +188,26 @@ def bench(args, overrides: list[str]) -> None:
     os.makedirs(videos, exist_ok=True)
     print(f"writing {args.num_videos} videos of {args.length} frames at {args.width}x{args.height} to {videos}")
     list_path = write_videos(videos, args.num_videos, args.length, args.width, args.height, args.grain)
-  records = os.path.join(workdir, "tfrecords")
-  print(f"converting to TFRecords in {records}")
-  make_tfrecords.convert(
-    make_tfrecords.parse_args(
-      [
-        f"--videos={videos}",
-        f"--list={list_path}",
-        f"--out={records}",
-        "--shards=4",
-        "--name=bench",
-        f"--workers={min(4, os.cpu_count() or 1)}",
-      ]
+  formats = args.frame_formats.split(",")
+  if formats[0] != "jpeg" or any(f not in make_tfrecords.FRAME_FORMATS for f in formats):
+    raise UserError(f"--frame_formats must start with jpeg and name some of {make_tfrecords.FRAME_FORMATS}")
+  folders = {f: os.path.join(workdir, "tfrecords" if f == "jpeg" else f"tfrecords_{f}") for f in formats}
+  for frame_format, records in folders.items():
+    print(f"converting to TFRecords ({frame_format} frames) in {records}")
+    make_tfrecords.convert(
+      make_tfrecords.parse_args(
+        [
+          f"--videos={videos}",
+          f"--list={list_path}",
+          f"--out={records}",
+          "--shards=4",
+          "--name=bench",
+          f"--workers={min(4, os.cpu_count() or 1)}",
+          f"--frame_format={frame_format}",
+        ]
+      )
     )
-  )
+  records = folders["jpeg"]
   base = [
     f"data.video_folder.root={videos}",
     f"data.video_folder.train_list={list_path}",
@@ -201,6 +218,11 @@ def bench(args, overrides: list[str]) -> None:
   configs = {
     name: cli.load_config(args.config, [f"data.source={name}"] + base) for name in ("video_folder", "tfrecord")
   }
+  for frame_format in formats[1:]:
+    configs[f"tfrecord:{frame_format}"] = cli.load_config(
+      args.config,
+      ["data.source=tfrecord"] + base + [f"data.tfrecord.train_files={folders[frame_format]}/bench-*-of-*"],
+    )
   if args.service:
     configs["tfrecord+service"] = cli.load_config(
       args.config, ["data.source=tfrecord", f"data.service.address={args.service}"] + base
@@ -209,7 +231,7 @@ def bench(args, overrides: list[str]) -> None:
   shape = f"{data.num_frames}x{data.image_size}x{data.image_size} (stride {data.frame_stride})"
   print(f"clips of {shape}; {len(os.sched_getaffinity(0))} cores available; {args.clips} clips per reader")
   entries = video_folder.read_list(list_path, videos)
-  print(frame_sizes(entries, records))
+  print(frame_sizes(entries, folders))
   results = {"pyav_loop": pyav_loop(entries, data, args.clips)}
   for name, config in configs.items():
     results[name] = tf_data_reader(config, args.clips)

@@ -1,7 +1,8 @@
 """Converts a folder of videos + annotation list into JPEG-frame TFRecord shards (the DMVR layout).
 
   python -m jvssl.tools.make_tfrecords --videos=DIR --list=FILE --out=DIR --shards=N \
-      [--short_side=S] [--fps=F] [--quality=Q] [--workers=W] [--name=train] [--audio [--audio_rate=HZ]]
+      [--short_side=S] [--fps=F] [--quality=Q] [--frame_format=jpeg|png|stored] [--workers=W] [--name=train] \
+      [--audio [--audio_rate=HZ]]
 
 Writes `{out}/{name}-{i:05d}-of-{N:05d}` and its `.index` (record offsets), then
 points data.tfrecord.{split}_files at `{out}/{name}-*-of-*`. Shard i holds a
@@ -13,6 +14,11 @@ be read are left out (the later records move up by one) and listed with their
 reasons in `{out}/{name}.bad_videos.tsv`; a truncated video is written with the
 frames it holds (what the video_folder source samples from) and listed there too,
 as "truncated: header 132 frames, decoded 47".
+
+--frame_format=stored keeps the pixels as they are (PNG without compression, about
+12x JPEG's bytes): the reader's image decode becomes a copy, for hosts whose CPUs
+cannot decode JPEG as fast as the accelerators train (jvssl.tools.bench_input
+compares the two); png is lossless and compressed.
 
 A list with a caption column (see jvssl/data/video_folder.py) writes each video's
 captions to `caption/string`. --audio also stores each video's soundtrack, mono at
@@ -55,6 +61,12 @@ def parse_args(argv):
   p.add_argument("--short_side", type=int, default=0, help="> 0: scale frames down to this short side")
   p.add_argument("--fps", type=float, default=0.0, help="> 0: resample to this frame rate")
   p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+  p.add_argument(
+    "--frame_format",
+    choices=FRAME_FORMATS,
+    default="jpeg",
+    help="jpeg; png (lossless); stored (pixels as they are: PNG without compression, decoded by a copy)",
+  )
   p.add_argument("--workers", type=int, default=1, help="shards converted in parallel processes")
   p.add_argument("--timeout_s", type=float, default=120.0, help="wall-clock limit per video")
   p.add_argument("--audio", action="store_true", help="also store each video's soundtrack (mono)")
@@ -66,12 +78,29 @@ def shard_path(out: str, name: str, i: int, n: int) -> str:
   return os.path.join(out, f"{name}-{i:05d}-of-{n:05d}")
 
 
+FRAME_FORMATS = ("jpeg", "png", "stored")
+
+
+def encode_frame(frame, frame_format: str, quality: int) -> bytes:
+  if frame_format == "jpeg":
+    return tf.io.encode_jpeg(frame, quality=quality).numpy()
+  return tf.io.encode_png(frame, compression=0 if frame_format == "stored" else -1).numpy()
+
+
 def serialize(
-  frames, label: int, video_id: str, quality: int, fps: float = 0.0, captions=(), sound=None, audio_rate: int = 0
+  frames,
+  label: int,
+  video_id: str,
+  quality: int,
+  fps: float = 0.0,
+  captions=(),
+  sound=None,
+  audio_rate: int = 0,
+  frame_format: str = "jpeg",
 ) -> bytes:
-  """One SequenceExample: JPEG frames under image/encoded, label under clip/label/index (if >= 0), the frames' rate
-  (if > 0), captions under caption/string (if any), and `sound` (float32 [samples] at audio_rate Hz, from the
-  first frame on; None: no audio track) under WAVEFORM/feature/floats."""
+  """One SequenceExample: frames (encoded as frame_format) under image/encoded, label under clip/label/index
+  (if >= 0), the frames' rate (if > 0), captions under caption/string (if any), and `sound` (float32 [samples] at
+  audio_rate Hz, from the first frame on; None: no audio track) under WAVEFORM/feature/floats."""
   ex = tf.train.SequenceExample()
   ex.context.feature["video_id"].bytes_list.value.append(video_id.encode())
   if label >= 0:
@@ -83,9 +112,9 @@ def serialize(
   if sound is not None:
     ex.context.feature[tfrecord.AUDIO_RATE_KEY].float_list.value.append(audio_rate)
     ex.feature_lists.feature_list[tfrecord.AUDIO_KEY].feature.add().float_list.value.extend(sound)
-  jpegs = ex.feature_lists.feature_list[tfrecord.FRAMES_KEY]
+  images = ex.feature_lists.feature_list[tfrecord.FRAMES_KEY]
   for frame in frames:
-    jpegs.feature.add().bytes_list.value.append(tf.io.encode_jpeg(frame, quality=quality).numpy())
+    images.feature.add().bytes_list.value.append(encode_frame(frame, frame_format, quality))
   return ex.SerializeToString()
 
 
@@ -123,6 +152,7 @@ def convert_shard(entries, path: str, args, on_video=None) -> list[tuple[str, st
           captions=entry.captions,
           sound=sound,
           audio_rate=args.audio_rate,
+          frame_format=args.frame_format,
         )
         writer.write(data)
         lengths.append(len(data))

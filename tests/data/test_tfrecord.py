@@ -213,3 +213,20 @@ def test_eval_reads_every_record_once_in_order(converted):
   ds, n = pipeline.eval_dataset(run_config(root, out, "tfrecord"), "train", batch_size=4)
   batch = next(pipeline.numpy_batches(ds))
   assert n == 4 and batch["label"].tolist() == [0, 1, 2, 3] and batch["mask"].tolist() == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("frame_format", ["stored", "png"])
+def test_lossless_frame_formats_keep_the_pixels(tmp_path, frame_format):
+  import tensorflow as tf
+
+  frames = np.random.default_rng(0).integers(0, 256, (12, 32, 40, 3), dtype=np.uint8)
+  record = make_tfrecords.serialize(frames, 2, "v", 90, frame_format=frame_format)
+  with tf.io.TFRecordWriter(str(tmp_path / "s-00000-of-00001")) as writer:
+    writer.write(record)
+  c = run_config(tmp_path, tmp_path, "tfrecord", f"data.tfrecord.train_files={tmp_path}/s-*")
+  source = pipeline.make_source(c.data, "train")
+  video = source.load(tf.constant(0, tf.int64), tf.constant([1, 2], tf.int64))["video"].numpy()
+  start = int(np.argmax([np.array_equal(frames[i], video[0]) for i in range(12)]))
+  np.testing.assert_array_equal(video, frames[start : start + 3 * len(video) : 3])  # data.frame_stride=3.
+  if frame_format == "stored":  # Every pixel's bytes are in the record, uncompressed.
+    assert len(record) > frames.nbytes
