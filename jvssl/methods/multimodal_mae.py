@@ -6,9 +6,13 @@ embedding on the text and its masked words replaced by a mask token (BERT: a cap
 kept whole). `fusion="joint"`: each video token attends to the words and each word to the video (VATT's
 modality-agnostic and CAV-MAE's joint layers), so a masked shape word is predicted from the pixels and a
 masked tube from the words. `fusion="video_first"`: words attend to the video but the video only to itself.
-`fusion="late"` (the default): the words come from a text tower of their own and read the encoded video in
-a few fusion blocks (a masked-language model conditioned on the video), so the video encoder shares no
-weight with the text. On the synthetic set only late fusion keeps the frozen video features near
+`fusion="bottleneck"` (MBT, Nagrani et al. 2021): the two modalities meet only through
+`num_bottlenecks` learned fusion tokens, from block `fusion_layer` on; before it each attends to itself alone,
+and after it video and words attend to themselves and to the bottleneck tokens, which attend to everything
+(MBT's default: 4 tokens, fusion from layer 8 of 12). jvssl shares the encoder's weights between modalities,
+MBT's shared-weight variant. `fusion="late"` (the default): the words come from a text tower of their own and
+read the encoded video in a few fusion blocks (a masked-language model conditioned on the video), so the video
+encoder shares no weight with the text. On the synthetic set only late fusion keeps the frozen video features near
 VideoMAE's; with the encoder's weights shared, 72 byte tokens of caption for every 18 visible video
 tokens, they probe below the random encoder's (README, "Multimodal").
 Losses: VideoMAE's pixel regression on the masked tubes (its decoder sees only video tokens) plus
@@ -30,6 +34,8 @@ from jvssl.errors import ConfigError
 from jvssl.methods import videomae
 from jvssl.methods.base import Inputs
 from jvssl.models import layers, text as text_model
+
+FUSIONS = ("late", "joint", "video_first", "bottleneck")
 
 
 class MultimodalMAEModel(videomae.VideoMAEModel):
@@ -73,6 +79,10 @@ class MultimodalMAEModel(videomae.VideoMAEModel):
     self.text_head = layers.Dense(
       width, tokenizer.vocab_size, axes=("embed", "vocab"), **models.dtype_kw(config), rngs=rngs
     )
+    if self.fusion == "bottleneck":
+      shape = (config.method.num_bottlenecks, width)
+      self.bottlenecks = layers.param(rngs, normal, shape, (None, "embed"), param_dtype)
+      self.fusion_layer = config.method.fusion_layer
 
   def __call__(self, video, visible, masked, tokens, text_masked, caption_hidden, rng=None):
     """-> (pixel predictions of the `masked` tubelets [B, Nm, P], token logits [B, L, vocab]).
@@ -88,21 +98,32 @@ class MultimodalMAEModel(videomae.VideoMAEModel):
     t = jnp.take(self.token_embed[...], tokens, axis=0).astype(v.dtype)
     t = jnp.where(text_masked[..., None], self.text_mask_token[...].astype(v.dtype), t)
     t = t + (self.text_pos_embed[:length] + self.text_type[...]).astype(v.dtype)
-    x = jnp.concatenate([v, t], axis=1)
+    nv, nb = v.shape[1], (self.bottlenecks.shape[0] if self.fusion == "bottleneck" else 0)
+    parts = [v] + (
+      [jnp.broadcast_to(self.bottlenecks[...].astype(v.dtype), (v.shape[0], nb, v.shape[2]))] if nb else []
+    )
+    x = jnp.concatenate(parts + [t], axis=1)
     # Every token attends to every video token and to the caption's non-pad tokens, unless the clip's caption
     # is hidden (caption_hidden [B]).
     shown = (tokens != self.pad_id) & ~caption_hidden[:, None]
-    keys = jnp.concatenate([jnp.ones(v.shape[:2], bool), shown], axis=1)
+    keys = jnp.concatenate([jnp.ones((v.shape[0], nv + nb), bool), shown], axis=1)
     attend = keys[:, None, None, :]  # [B, 1, 1, N]
+    position = jnp.arange(x.shape[1])
+    is_video, is_text = position < nv, position >= nv + nb
     if self.fusion == "video_first":  # Video queries read video keys only; word queries read both.
-      is_video = jnp.arange(x.shape[1]) < v.shape[1]
       attend = attend & (~is_video[:, None] | is_video[None, :])[None, None]  # [B, 1, N, N]
+    masks = [attend] * len(enc.blocks)
+    if nb:
+      same = (is_video[:, None] == is_video[None, :]) & (is_text[:, None] == is_text[None, :])
+      # From fusion_layer on: a video or word query also reads the bottlenecks, which read everything.
+      is_bottleneck = ~is_video & ~is_text
+      fused = same | is_bottleneck[None, :] | is_bottleneck[:, None]
+      masks = [attend & (same if i < self.fusion_layer else fused)[None, None] for i in range(len(enc.blocks))]
     rngs = [None] * len(enc.blocks) if rng is None else list(jax.random.split(rng, len(enc.blocks)))
-    for block, block_rng in zip(enc.blocks, rngs):
-      x = block(x, block_rng, None, attend)
+    for block, block_rng, block_mask in zip(enc.blocks, rngs, masks):
+      x = block(x, block_rng, None, block_mask)
     x = enc.norm(x)
-    nv = v.shape[1]
-    return self.decode(x[:, :nv], visible, masked), self.text_head(x[:, nv:])
+    return self.decode(x[:, :nv], visible, masked), self.text_head(x[:, nv + nb :])
 
   def _late(self, video, visible, masked, tokens, text_masked, rng):
     """Late fusion: VideoMAE's encoder and decoder untouched; the masked caption's tokens from the text tower
@@ -156,6 +177,10 @@ class MultimodalMAE(videomae.VideoMAE):
     # fusion "late": the words come from a text tower of their own (`text`, made bidirectional) and read the
     # encoded video in `fusion_depth` blocks; the video encoder shares no weight with the text.
     c.fusion_depth = 2
+    # fusion "bottleneck" (MBT): the fusion tokens, and the first encoder block in which the modalities meet
+    # through them (MBT: 4 tokens, layer 8 of 12).
+    c.num_bottlenecks = 4
+    c.fusion_layer = 8
     c.text = text_model.default_config()
     return c
 
@@ -163,8 +188,15 @@ class MultimodalMAE(videomae.VideoMAE):
     return Inputs(modalities=("video", "text"))
 
   def build(self, rngs: nnx.Rngs) -> nnx.Module:
-    if self.config.method.fusion not in ("joint", "video_first", "late"):
-      raise ConfigError(f"method.fusion must be 'joint', 'video_first' or 'late', not {self.config.method.fusion!r}")
+    if self.config.method.fusion not in FUSIONS:
+      raise ConfigError(f"method.fusion must be one of {FUSIONS}, not {self.config.method.fusion!r}")
+    method, depth = self.config.method, self.config.model.depth
+    if method.fusion == "bottleneck" and (method.num_bottlenecks < 1 or not 0 <= method.fusion_layer <= depth - 2):
+      # Words reach a video token (and back) in two fused blocks: into the bottlenecks, then out of them.
+      raise ConfigError(
+        f"method.fusion='bottleneck' needs method.num_bottlenecks >= 1 and 0 <= method.fusion_layer <= "
+        f"model.depth - 2 = {depth - 2}, not {method.num_bottlenecks} and {method.fusion_layer}"
+      )
     if self.config.method.decoder_mask_ratio:
       raise ConfigError("multimodal_mae has no dual masking: set method.decoder_mask_ratio=0")
     if self.config.data.text.num_captions != 1:
