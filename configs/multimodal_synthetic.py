@@ -6,7 +6,8 @@ Version 2 of the set (every clip's colours, size and speed drawn afresh, so shap
 clips of a video share) at the demo's geometry (configs/ssl_synthetic.py); a 2-layer text transformer over
 bytes, a 2-layer audio transformer over 1.28 s log-mel spectrograms. Evaluated by text-to-video retrieval
 on held-out videos, zero-shot classification from class names, and the probes every synthetic method gets.
-Variants: `:video_text` (CLIP's symmetric InfoNCE), `:mil_nce` (3 candidate captions per clip),
+Variants: `:video_text` (CLIP's symmetric InfoNCE), `:xclip` (the same with X-CLIP's multi-grained
+similarity), `:mil_nce` (3 candidate captions per clip),
 `:video_audio`, `:video_text_audio` (the three modalities in one run), `:multimodal_mae` (video tubes and
 caption words masked together), `:videomae` (the same data, video alone); add `,runlocal` for a CPU smoke run.
 `,init=WORKDIR` starts the video tower from another run's encoder (`--config.init.checkpoint`).
@@ -27,7 +28,7 @@ import os
 
 from jvssl.config import base_config, eval_config, parse_arg
 
-METHODS = ("video_text", "mil_nce", "video_audio", "video_text_audio", "multimodal_mae", "videomae")
+METHODS = ("video_text", "xclip", "mil_nce", "video_audio", "video_text_audio", "multimodal_mae", "videomae")
 _SHARED = ("seed", "data", "model", "optimizer", "schedule", "train", "eval", "evals")
 
 
@@ -44,7 +45,7 @@ def get_config(arg=None):
   if arg.method not in METHODS:
     raise ValueError(f"unknown variant {arg.method!r}; one of {', '.join(METHODS)}")
   ssl = _ssl_config("videomae,version=2" + (",runlocal" if arg.runlocal else ""))
-  method = {"mil_nce": "video_text"}.get(arg.method, arg.method)
+  method = {"mil_nce": "video_text", "xclip": "video_text"}.get(arg.method, arg.method)
   c = base_config(model="vit", method=method)
   for key in _SHARED:
     c[key] = ssl[key].copy_and_resolve_references() if key != "seed" else ssl[key]
@@ -68,6 +69,8 @@ def get_config(arg=None):
     t = m.text
     t.width, t.depth, t.num_heads, t.mlp_ratio, t.max_len = 128, 2, 4, 4.0, c.data.text.max_len
     m.audio.width, m.audio.depth, m.audio.num_heads = 128, 2, 4
+    if arg.method == "xclip":
+      m.similarity = "multi_grained"
     if arg.method == "mil_nce":
       m.loss = "mil_nce"
       c.data.text.num_captions = 3

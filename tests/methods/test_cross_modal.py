@@ -30,6 +30,24 @@ def test_clip_loss_is_the_symmetric_cross_entropy():
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
+def test_multi_grained_similarity_reduces_to_clips_with_one_frame_and_one_word():
+  rng = np.random.default_rng(0)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+  video, sentence = unit(rng.normal(size=(3, 8))), unit(rng.normal(size=(4, 8)))
+  # One frame, the clip itself; one real word, the sentence itself, then padding that would score 1.0.
+  words = np.concatenate([sentence[:, None], np.repeat(video[:1, None], 4, axis=0)], axis=1)
+  mask = np.array([[True, False]] * 4)
+  got = cross_modal.multi_grained_similarity(video, video[:, None], sentence, words, mask)
+  np.testing.assert_allclose(got, video @ sentence.T, atol=1e-6)
+
+
+def test_aosm_weights_the_best_match_and_skips_padding():
+  sims = np.array([[0.9, 0.1, 0.95]])
+  # At temperature 0.01 the 0.9 outweighs the 0.1 by e^80; the masked 0.95 has no weight.
+  got = cross_modal.aosm(sims, np.array([[True, True, False]]), axis=1)
+  np.testing.assert_allclose(got, [0.9], atol=1e-6)
+
+
 def test_mil_nce_matches_its_formula():
   rng = np.random.default_rng(1)
   b, p = 5, 3
@@ -122,7 +140,7 @@ def extras(method, trainer, state, initial, out):
   pass
 """
 
-METHODS = ("video_text", "video_audio", "video_text_audio", "multimodal_mae")
+METHODS = ("video_text", "xclip", "video_audio", "video_text_audio", "multimodal_mae")
 
 
 @pytest.fixture(scope="module")
