@@ -1,12 +1,11 @@
 """Training input through the tf.data service: preprocessing on CPU workers beside the accelerator hosts.
 
 tf.data's own distributed engine (a dispatcher and workers, `tf.data.experimental.service`)
-runs the pipeline of `pipeline.train_dataset` on other machines' cores; each
-training process only receives finished batches. Start the servers with
-`python -m jvssl.tools.data_service` (one dispatcher, any number of workers) and
-set `data.service.address=grpc://HOST:PORT`; `data.service.address=in_process:N`
-starts a dispatcher and N workers inside the training process (tests, or one big
-host whose tf.data threads should live in separate servers).
+runs the pipeline of `pipeline.train_dataset` on the workers' cores; each training
+process only receives finished batches. `data.service.address=grpc://HOST:PORT` names a
+running dispatcher (TensorFlow's `DispatchServer`, with `WorkerServer`s beside it);
+`data.service.address=in_process:N` starts a dispatcher and N workers inside the
+training process.
 
 The workers share a job's batches dynamically (whichever worker is free takes the
 next step), so batches arrive out of order; each carries its step and the
@@ -14,10 +13,12 @@ consumer (`in_order`) hands them to the loop in step order. A batch is a pure
 function of its step (pipeline.py), so the loop sees exactly the batches of the
 local pipeline, and resuming needs no service state.
 
-The graph is serialised to the workers: sources that decode in Python
-(`video_folder`'s PyAV reader, the SentencePiece tokenizer) run on in-process
-workers only; TFRecord and TFDS sources, the synthetic set and every augmentation
-are TensorFlow ops and run anywhere.
+The graph is serialised to the workers, and a `tf.numpy_function`'s Python stays in
+the process that made it. Every jvssl source reads records or samples clip frames in
+Python (the folder's PyAV decoding, the TFRecord and TFDS sources' record reads, the
+frame sampling of all of them), so their pipelines run on in-process workers only;
+`distribute` refuses a remote address for them in one line. Workers in other processes
+need those steps as TensorFlow ops.
 """
 
 import re
