@@ -118,6 +118,17 @@ def slices(devices: Sequence[Any], num_slices: int) -> list[list[Any]]:
   return groups
 
 
+def axis_sizes(mesh_config, num_devices: int) -> dict[str, int]:
+  """{"data": n, "fsdp": n, "model": n}: each axis's length (ici x dcn) of config.mesh over num_devices devices, as
+  `make_mesh` would lay them out, without the devices."""
+  dcn = [int(mesh_config[name]) for name in DCN_AXES]
+  num_slices = math.prod(dcn)
+  if num_devices % num_slices:
+    raise ConfigError(f"{num_devices} devices do not split into mesh.dcn_* = {num_slices} slices")
+  ici = _ici_shape(mesh_config, num_devices // num_slices, num_slices)
+  return {name: i * d for name, i, d in zip(MESH_AXES, ici, dcn)}
+
+
 def _ici_shape(mesh_config, per_slice: int, num_slices: int) -> list[int]:
   """config.mesh's (data, fsdp, model) within one slice of `per_slice` devices, its -1 filled in."""
   shape = [int(mesh_config[name]) for name in MESH_AXES]

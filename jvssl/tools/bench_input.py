@@ -181,6 +181,9 @@ def main(argv=None) -> int:
 
 def bench(args, overrides: list[str]) -> None:
   """Writes (or reads) the videos and their TFRecords, times each reader and prints the table."""
+  formats = args.frame_formats.split(",")  # Checked before minutes of writing videos.
+  if formats[0] != "jpeg" or any(f not in make_tfrecords.FRAME_FORMATS for f in formats):
+    raise UserError(f"--frame_formats must start with jpeg and name some of {make_tfrecords.FRAME_FORMATS}")
   workdir = args.workdir or tempfile.mkdtemp(prefix="jvssl_bench_input_")
   videos, list_path = args.videos, args.list
   if not videos:
@@ -188,9 +191,6 @@ def bench(args, overrides: list[str]) -> None:
     os.makedirs(videos, exist_ok=True)
     print(f"writing {args.num_videos} videos of {args.length} frames at {args.width}x{args.height} to {videos}")
     list_path = write_videos(videos, args.num_videos, args.length, args.width, args.height, args.grain)
-  formats = args.frame_formats.split(",")
-  if formats[0] != "jpeg" or any(f not in make_tfrecords.FRAME_FORMATS for f in formats):
-    raise UserError(f"--frame_formats must start with jpeg and name some of {make_tfrecords.FRAME_FORMATS}")
   folders = {f: os.path.join(workdir, "tfrecords" if f == "jpeg" else f"tfrecords_{f}") for f in formats}
   for frame_format, records in folders.items():
     print(f"converting to TFRecords ({frame_format} frames) in {records}")

@@ -155,17 +155,10 @@ def reference_devices(spec: str, config) -> int | None:
 
 def mesh_sizes(mesh_config, devices: int | None) -> dict[str, int]:
   """{"data": n, "fsdp": n, "model": n} of config.mesh over `devices` (None: each -1 axis of size 1)."""
-  dcn = [int(mesh_config[name]) for name in sharding.DCN_AXES]
-  num_slices = math.prod(dcn)
-  ici = [int(mesh_config[name]) for name in sharding.MESH_AXES]
   if devices is None:
-    per_slice = math.prod(s for s in ici if s != -1)
-  elif devices % num_slices:
-    raise ConfigError(f"{devices} devices do not split into mesh.dcn_* = {num_slices} slices")
-  else:
-    per_slice = devices // num_slices
-  ici = sharding._ici_shape(mesh_config, per_slice, num_slices)
-  return {name: i * d for name, i, d in zip(sharding.MESH_AXES, ici, dcn)}
+    num_slices = math.prod(int(mesh_config[name]) for name in sharding.DCN_AXES)
+    devices = num_slices * math.prod(s for name in sharding.MESH_AXES if (s := int(mesh_config[name])) != -1)
+  return sharding.axis_sizes(mesh_config, devices)
 
 
 def shard_bytes(shape: tuple[int, ...], itemsize: int, spec, sizes: dict[str, int]) -> int:
