@@ -24,7 +24,7 @@ $(CONVERT_STAMP): $(STAMP)
 	# torchvision has no CPU build on PyPI; its video models are plain Python and need none of its
 	# compiled ops, so the parity tests use the wheel without its CUDA dependencies.
 	$(PY) -m pip install -q --no-deps torchvision==0.28.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert,notebooks]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert,notebooks,captioning]'
 	touch $(CONVERT_STAMP)
 
 demo: $(STAMP)

@@ -177,11 +177,15 @@ def _check_bad_fraction(batch: dict, max_fraction: float) -> dict:
   return batch
 
 
-def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[tf.data.Dataset, int]:
+def eval_dataset(
+  config, split: str, batch_size: int, limit: int = 0, *, captions: bool = False
+) -> tuple[tf.data.Dataset, int]:
   """Every example of `split` (the first `limit` if > 0) once, in order, padded to whole global batches.
 
   Returns (dataset of this process's batches, number of real examples). Batches
-  carry "mask" (1 real, 0 padding) so metrics ignore padding.
+  carry "mask" (1 real, 0 padding) so metrics ignore padding. captions: batches also carry
+  "caption", every caption of each video as bytes [b, C] (C the most of any video in the batch,
+  shorter lists padded with b""), when the source has captions: strings, to be taken out before `to_global`.
   """
   data = config.data
   source = make_source(data, split)
@@ -195,7 +199,10 @@ def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[t
     step, slot = k // local_batch, k % local_batch
     g = step * batch_size + process * local_batch + slot
     example = source.load(tf.minimum(g, num_examples - 1), _example_seed(config.seed + 1, g))
+    every_caption = example.get("caption") if captions else None
     example = _with_text(example, data.text, tokenizer, _example_seed(config.seed + 1, g), train=False)
+    if every_caption is not None:
+      example["caption"] = every_caption
     example = _with_spectrogram(example, data.audio)
     example["video"] = augment.eval_transform(example["video"], data)
     # A stood-in video must not count as the listed one.
@@ -204,7 +211,8 @@ def eval_dataset(config, split: str, batch_size: int, limit: int = 0) -> tuple[t
 
   ds = tf.data.Dataset.range(num_batches * local_batch)
   ds = ds.map(load, num_parallel_calls=_parallel(data), deterministic=True)
-  ds = ds.batch(local_batch, drop_remainder=True)
+  # Videos have different numbers of captions; padded_batch pads strings with b"".
+  ds = ds.padded_batch(local_batch, drop_remainder=True) if captions else ds.batch(local_batch, drop_remainder=True)
   return ds.prefetch(data.prefetch_batches), num_examples
 
 

@@ -190,9 +190,13 @@ def _local_batch(x, label, weight, order, count, j, *, size: int, wrap: bool):
   return x[idx], label[idx], jnp.where(position < count[0], weight[idx], 0.0)
 
 
-class _Cached:
+class DeviceRows:
   """Trains and evaluates a sweep on tokens kept on the devices: each device takes its rows of every batch from its
-  own rows, so tokens never cross devices (as each worker of a data-parallel loader reads its own part)."""
+  own rows, so tokens never cross devices (as each worker of a data-parallel loader reads its own part).
+
+  Any learner with the sweep's `train_step(params, opt_state, tokens, labels, weight, step) -> (params, opt_state,
+  loss)` trains through `step` (the captioning evaluator's decoder does, its "labels" the rows' split positions).
+  """
 
   def __init__(self, sweep: Sweep, train: features_lib.Features, batch_size: int):
     mesh, rows = train.x.sharding.mesh, train.x.sharding.spec[0]
@@ -260,7 +264,7 @@ def fit_on_features(cfg, train: features_lib.Features, num_classes: int, seed: i
     )
   steps_per_epoch = -(-num_fit // cfg.batch_size)
   sweep = Sweep(cfg, train.x.shape[-1], num_classes, cfg.num_epochs * steps_per_epoch)
-  cached = _Cached(sweep, train, cfg.batch_size)
+  cached = DeviceRows(sweep, train, cfg.batch_size)
   params = cached.fit(*sweep.init(seed), weight, jax.random.key(seed), cfg.num_epochs, steps_per_epoch)
   return sweep, params, cached.accuracy(params, held, num_held) if holdout else None
 

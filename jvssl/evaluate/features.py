@@ -37,9 +37,11 @@ class TooLarge(ConfigError):
 class Features:
   """One function's outputs on every clip of a split, rows sharded over the batch axis of the mesh.
 
-  x: float32 [R, ...]; label: int32 [R]; mask: int32 [R], 1 for a real example, 0 for padding
-  (R is whole eval batches) and for videos that could not be read; index: int32 [R], the row's
-  position in the split. Rows are grouped by the device that computed them, not in split order.
+  x: [R, ...], what the function returns (float32 features); label: int32 [R]; mask: int32 [R], 1 for a real
+  example, 0 for padding (R is whole eval batches) and for videos that could not be read; index: int32 [R], the
+  row's position in the split. Rows are grouped by the device that computed them, not in split order.
+  captions: when asked for, every example's captions in split order, on every process (none for a video that could
+  not be read); None otherwise.
   """
 
   x: jax.Array
@@ -47,6 +49,7 @@ class Features:
   mask: jax.Array
   index: jax.Array
   num_examples: int = flax.struct.field(pytree_node=False)  # Examples in the split (after `limit`).
+  captions: tuple[tuple[str, ...], ...] | None = flax.struct.field(pytree_node=False, default=None)
 
   def to_host(self) -> tuple[np.ndarray, np.ndarray]:
     """(x [num_examples, ...], label [num_examples]) as numpy on every process, in split order."""
@@ -142,19 +145,30 @@ def _concat_rows(parts: list[jax.Array]) -> jax.Array:
   return jax.make_array_from_single_device_arrays(shape, first.sharding, arrays)
 
 
-def predict_split_sharded(config, mesh, fn, split: str, limit: int = 0, max_gb: float = 0.0) -> Features:
+def predict_split_sharded(
+  config, mesh, fn, split: str, limit: int = 0, max_gb: float = 0.0, captions: bool = False
+) -> Features:
   """Applies fn(batch) -> [B, ...] to every clip of `split` (the first `limit` if > 0); the outputs stay sharded.
 
   max_gb > 0: raises TooLarge, after the first batch, if the outputs would take more than that on each device.
+  captions: also reads every caption of each video into `Features.captions`; Unavailable if the source has none.
   """
   config = eval_data_config(config)
   rules = sharding.rules_from_config(config)
   batch_size = config.eval.batch_size
-  ds, num_examples = pipeline.eval_dataset(config, split, batch_size, limit=limit)
+  ds, num_examples = pipeline.eval_dataset(config, split, batch_size, limit=limit, captions=captions)
+  if captions and "caption" not in ds.element_spec:
+    raise Unavailable(f"data source '{config.data.source}' has no captions in split '{split}'")
   parts: dict[str, list] = {"x": [], "label": [], "mask": [], "index": []}
+  local_captions: dict[int, list[str]] = {}  # This process's examples': split position -> captions.
+  first_row = jax.process_index() * pipeline.local_batch_size(batch_size)  # This process's in each batch.
   row_sharding = sharding.batch_sharding(mesh, rules)
   with sharding.use(mesh, rules):
     for k, local in enumerate(pipeline.numpy_batches(ds)):
+      if captions:
+        for row, (texts, real) in enumerate(zip(local.pop("caption"), local["mask"])):
+          texts = [t.decode(errors="replace") for t in texts if t] if real else []
+          local_captions[k * batch_size + first_row + row] = texts
       batch = pipeline.to_global(local, mesh, rules)
       out = fn(batch)
       if k == 0 and max_gb > 0:
@@ -168,7 +182,28 @@ def predict_split_sharded(config, mesh, fn, split: str, limit: int = 0, max_gb: 
       offset = k * batch_size
       rows = lambda idx, offset=offset: np.arange(offset, offset + batch_size, dtype=np.int32)[idx]
       parts["index"].append(jax.make_array_from_callback((batch_size,), row_sharding, rows))
-  return Features(**{k: _concat_rows(v) for k, v in parts.items()}, num_examples=num_examples)
+  every_caption = _gather_captions(local_captions, num_examples) if captions else None
+  return Features(**{k: _concat_rows(v) for k, v in parts.items()}, num_examples=num_examples, captions=every_caption)
+
+
+def _gather_captions(local: dict[int, list[str]], num_examples: int) -> tuple[tuple[str, ...], ...]:
+  """Each process's {split position: captions} -> every example's captions in split order, on every process.
+
+  Each example's captions travel as one UTF-8 row of a uint8 array, joined by newlines (a newline inside a
+  caption becomes a space); every process holds the same number of positions (whole batches).
+  """
+  positions = np.array(sorted(local), np.int32)
+  rows = ["\n".join(c.replace("\n", " ") for c in local[p]).encode() for p in positions]
+  width = int(np.max(multihost_utils.process_allgather(np.int32(max(map(len, rows), default=0)))))
+  table = np.zeros((len(rows), max(width, 1)), np.uint8)
+  for i, row in enumerate(rows):
+    table[i, : len(row)] = np.frombuffer(row, np.uint8)
+  positions, table = (multihost_utils.process_allgather(a, tiled=True) for a in (positions, table))
+  out: list[tuple[str, ...]] = [()] * num_examples
+  for p, row in zip(positions, table):
+    if p < num_examples:
+      out[p] = tuple(c for c in row.tobytes().rstrip(b"\0").decode().split("\n") if c)
+  return tuple(out)
 
 
 def predict_split(config, mesh, fn, split: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -208,14 +243,16 @@ class FeatureCache:
       self._fns[name, readout] = jit_predict(self.predictor, name, self.config.data, readout)
     return self._fns[name, readout]
 
-  def sharded(self, split: str, embedding: str, readout: str, limit: int = 0, max_gb: float = 0.0) -> Features:
+  def sharded(
+    self, split: str, embedding: str, readout: str, limit: int = 0, max_gb: float = 0.0, captions: bool = False
+  ) -> Features:
     """`Features` of `split` from the method's function for (embedding, readout), rows sharded over the devices;
-    TooLarge if they would take more than max_gb (> 0) per device."""
+    TooLarge if they would take more than max_gb (> 0) per device. captions: with every video's captions."""
     name = function_name(embedding, readout)
-    key = (split, name, readout, limit)
+    key = (split, name, readout, limit, captions)
     if key not in self._cache:
       fn = self.function(embedding, readout)
-      self._cache[key] = predict_split_sharded(self.config, self.mesh, fn, split, limit, max_gb)
+      self._cache[key] = predict_split_sharded(self.config, self.mesh, fn, split, limit, max_gb, captions)
       log.info("features %s/%s: %s", split, name, self._cache[key].x.shape)
     return self._cache[key]
 

@@ -7,6 +7,8 @@ clips get the batch's clips; the others get its first clip, so both share the
 same views.
 """
 
+import functools
+
 import jax
 from flax import nnx
 from ml_collections import ConfigDict
@@ -36,6 +38,10 @@ class CombinedModel(nnx.Module):
     for module in built.values():
       module.encoder = self.encoder
     self.parts = nnx.Dict(built)
+
+
+def _on_part(fn, name, model, batch):
+  return fn(model.parts[name], batch)
 
 
 @registry.METHODS.register("combined")
@@ -77,6 +83,15 @@ class Combined(Method):
       metrics[f"{name}/loss"] = loss
       metrics.update({f"{name}/{k}": v for k, v in part_metrics.items()})
     return total, metrics
+
+  def predict_fns(self):
+    # Every part's named functions, run on that part's module; where parts share a name (embed_video,
+    # video_tokens: the shared encoder's), the first part's.
+    fns = {}
+    for name, method in self.parts.items():
+      for fn_name, fn in method.predict_fns().items():
+        fns.setdefault(fn_name, functools.partial(_on_part, fn, name))
+    return fns
 
   def update(self, model, step):
     # Each part's module holds the shared encoder, so it updates as it would alone.

@@ -217,7 +217,8 @@ class CrossModal(Method):
       video, frames = model.joint_video_parts(batch["video"], rng=rngs[0])
     else:
       video = model.joint_video(batch["video"], rng=rngs[0])
-    log_scale = model.logit_scale.value if m.learn_temperature else jax.lax.stop_gradient(model.logit_scale.value)
+    # A fixed temperature is the config's, not the parameter's: weight decay would still shrink the parameter.
+    log_scale = model.logit_scale.value if m.learn_temperature else jnp.full((len(m.towers),), -np.log(m.temperature))
     scales = jnp.minimum(jnp.exp(log_scale), m.max_logit_scale)
     total, metrics = 0.0, {}
     for i, (tower, weight) in enumerate(zip(m.towers, m.weights)):

@@ -4,15 +4,18 @@ configs/multimodal_synthetic.py learning on one batch (in one subprocess, tests/
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
+from flax import nnx
 
-from jvssl import config as config_lib
+from jvssl import config as config_lib, registry
 from jvssl.data import audio, captions, pipeline, tokenizers
 from jvssl.evaluate import zero_shot
 from jvssl.methods import cross_modal, multimodal_mae
 from jvssl.methods.base import Inputs
+from jvssl.trainer import run_length
 from tests.methods import one_batch
 
 
@@ -140,7 +143,7 @@ def extras(method, trainer, state, initial, out):
   pass
 """
 
-METHODS = ("video_text", "xclip", "video_audio", "video_text_audio", "multimodal_mae")
+METHODS = ("video_text", "xclip", "video_audio", "video_text_audio", "multimodal_mae", "internvideo")
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +157,15 @@ def test_loss_falls(results, method):
   one_batch.assert_falls([h["loss"] for h in history])
   if method == "multimodal_mae":
     one_batch.assert_falls([h["text_loss"] for h in history])
+  if method == "internvideo":  # Masked modelling and video-text contrast on one encoder: each part learns.
+    one_batch.assert_falls([h["videomae/loss"] for h in history])
+    one_batch.assert_falls([h["video_text/text_loss"] for h in history])
+
+
+def test_internvideo_offers_its_parts_named_functions():
+  config = config_lib.load("configs/multimodal_synthetic.py:internvideo,runlocal")
+  method = registry.METHODS.get(config.method.name)(config, run_length(config))
+  assert {"embed_video", "video_tokens", "embed_video_joint", "embed_text"} <= set(method.predict_fns())
 
 
 @pytest.mark.parametrize(
@@ -187,3 +199,20 @@ def test_which_fusions_let_the_video_path_read_the_words(fusion, overrides, read
     outputs.append(model(video, visible, masked, ids, none, np.zeros(2, bool))[0])
   same = np.allclose(outputs[0], outputs[1], atol=1e-6)
   assert same != reads_words
+
+
+def test_a_fixed_temperature_is_the_configs_whatever_the_parameter():
+  # Weight decay still moves the logit-scale parameter when its gradient is stopped; a fixed temperature must not.
+  config = config_lib.load("configs/multimodal_synthetic.py:video_text,runlocal")
+  config.unlock()
+  config.method.learn_temperature, config.method.temperature = False, 0.1
+  method = registry.METHODS.get("video_text")(config, run_length(config))
+  model = method.build(nnx.Rngs(0))
+  model.logit_scale.value = jnp.zeros_like(model.logit_scale.value)  # As if decayed to a scale of 1.
+  d = config.data
+  batch = {
+    "video": jnp.zeros((2, d.num_frames, d.image_size, d.image_size, 3)),
+    "text": jnp.ones((2, d.text.max_len), jnp.int32),
+  }
+  _, metrics = method.loss(model, batch, jax.random.key(0), 0)
+  np.testing.assert_allclose(float(metrics["text_logit_scale"]), 10.0, rtol=1e-5)
