@@ -31,11 +31,12 @@ demo: $(STAMP)
 	$(PY) -m jvssl.main --config=configs/videomae_synthetic.py --workdir=$(DEMO_WORKDIR)
 
 # Lint and format check first: seconds, and they fail before the long test run. The tests run in 2 processes
-# (CI's 2 cores), a test file to each at a time so that a file's module fixtures are built once.
+# (CI's 2 cores), a test file to each at a time so that a file's module fixtures are built once, the longest files
+# first (tests/conftest.py: SLOW_FILES).
 test: $(CONVERT_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 # Rewrites the tree to what `make test` checks: formatting, then the fixable lint findings (import order).
 format: $(STAMP)

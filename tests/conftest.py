@@ -11,24 +11,31 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Files of a minute or more on 2 cores (`make test` prints the slowest tests), longest first. `make test`
-# runs them before the rest: with `pytest -n 2 --dist loadfile`, one of them left to the end would keep
-# one process busy after the other has run out of files.
+# Files of about half a minute or more on 2 cores (`make test` prints the slowest tests), longest first. `make
+# test` runs them before the rest, in this order (`--no-loadscope-reorder`: xdist would otherwise order files by
+# their number of tests): with `pytest -n 2 --dist loadfile`, one of them left to the end would keep one process
+# busy after the other has run out of files.
 SLOW_FILES = (
+  "test_finetune_run.py",
+  "test_notebooks.py",
   "test_recipes.py",
   "test_train_methods.py",
-  "test_finetune_run.py",
   "test_compare_methods.py",
-  "test_notebooks.py",
   "test_train.py",
+  "test_cross_modal.py",
+  "test_masked_family.py",
   "test_distributed.py",
+  "test_benchmark.py",
+  "test_sharding_equivalence.py",
+  "test_mvit.py",
+  "test_memory_plan.py",
+  "test_captioning.py",
   "test_downstream.py",
   "test_attentive_probe.py",
-  "test_benchmark.py",
   "test_cross_device_negatives.py",
-  "test_masked_family.py",
-  "test_mvit.py",
-  "test_sharding_equivalence.py",
+  "test_checkpointing.py",
+  "test_data_service.py",
+  "test_multislice.py",
 )
 
 
