@@ -20,9 +20,8 @@ and within 50-150 steps the text tower gives every caption the same embedding (m
 log(batch) (seen at lr 1e-4 to 3e-3, batch 32 and 64, temperature 0.07 to 1, learned or fixed, mean pooling
 of the text, and under `:internvideo` from scratch, whose masked objective shapes the video tower too late).
 Started from a VideoMAE run on the same clips, as InternVideo combines a masked-modelling encoder with a
-video-text one, it learns (README, "Multimodal"); `:internvideo` from
-the same start keeps training the masked objective beside the contrast (InternVideo2's second stage and UMT
-train one encoder on both):
+video-text one, it learns (README, "Multimodal"); `:internvideo` from the same start keeps training the masked
+objective beside the contrast (InternVideo2's second stage and UMT train one encoder on both):
   python -m jvssl.main --config=configs/multimodal_synthetic.py:videomae --workdir=/tmp/mm_videomae \
       --config.train.num_steps=1000
   python -m jvssl.main --config=configs/multimodal_synthetic.py:video_text,init=/tmp/mm_videomae \
@@ -108,7 +107,8 @@ def get_config(arg=None):
   # InternVideo's combination: the video tower starts from a masked-modelling run (its encoder only).
   c.init.checkpoint = arg.init
 
-  towers = c.method.video_text.towers if method == "combined" else c.method.get("towers", ())
+  contrastive = c.method.video_text if method == "combined" else c.method  # The towers' fields, if any.
+  towers = contrastive.get("towers", ())
   if "text" in towers:
     c.evals.text_to_video = eval_config("paired_retrieval", query="text", gallery="video_joint", num_examples=1024)
     c.evals.zero_shot = eval_config("zero_shot", templates=("a {}", "a video of a shape that {}"))
@@ -118,11 +118,10 @@ def get_config(arg=None):
     if method == "multimodal_mae":
       c.method.text.width, c.method.text.depth, c.method.text.num_heads = 32, 1, 2
     elif method != "videomae":
-      towers_config = c.method.video_text if method == "combined" else c.method
-      towers_config.text.width, towers_config.text.depth = 32, 1
-      towers_config.text.num_heads, towers_config.text.mlp_ratio = 2, 2.0
-      towers_config.audio.width, towers_config.audio.depth, towers_config.audio.num_heads = 32, 1, 2
-      towers_config.embed_dim = 32
+      contrastive.text.width, contrastive.text.depth = 32, 1
+      contrastive.text.num_heads, contrastive.text.mlp_ratio = 2, 2.0
+      contrastive.audio.width, contrastive.audio.depth, contrastive.audio.num_heads = 32, 1, 2
+      contrastive.embed_dim = 32
     for name in ("text_to_video", "audio_to_video"):
       if name in c.evals:
         c.evals[name].num_examples = 32
