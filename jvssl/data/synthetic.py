@@ -94,6 +94,9 @@ class SyntheticSource:
         # Version 2: how far each channel of the shape's two colours lies from the background's, all lighter
         # or all darker.
         "contrast": (0.2, 0.5),
+        # Version 2: a video's clips share its geometry (size, path, speed, angle, stripes) and draw only their
+        # colours, background and noise afresh, as clips of one real scene share its objects but not its lighting.
+        "shared_geometry": False,
         # Render each split once and keep it in memory (num_examples * video_length * size^2 * 3 bytes):
         # rendering costs as much CPU as a small model's step, and a run sees each video many times.
         "cache": False,
@@ -200,9 +203,15 @@ class SyntheticSource:
         )
         for k in range(self.clips_per_video)
       ]
-      clips = tf.stack(
-        [render(s, motion_id, shape_id, t, self.image_size, self.cfg) for s, t in zip(clip_seeds, times)]
-      )
+      if self.cfg.shared_geometry:
+        geometry = self._video_seed(index) + 333
+        clips = tf.stack(
+          [render(geometry, motion_id, shape_id, t, self.image_size, self.cfg, s) for s, t in zip(clip_seeds, times)]
+        )
+      else:
+        clips = tf.stack(
+          [render(s, motion_id, shape_id, t, self.image_size, self.cfg) for s, t in zip(clip_seeds, times)]
+        )
     else:
       # One appearance per video, and its soundtrack drawn once too, like its colours.
       clip_seeds = [self._video_seed(index) + 777] * self.clips_per_video
@@ -228,14 +237,20 @@ class SyntheticSource:
     return example
 
 
-def render(seed, motion_id, shape_id, times, size: int, cfg) -> tf.Tensor:
+def render(seed, motion_id, shape_id, times, size: int, cfg, colour_seed=None) -> tf.Tensor:
   """Renders frames of one video: uint8 [T, size, size, 3]. seed: int64 [2] (its appearance); motion_id,
-  shape_id: int32 scalars; times: float [T], each frame's time in the video, 0 (first frame) to 1 (last)."""
+  shape_id: int32 scalars; times: float [T], each frame's time in the video, 0 (first frame) to 1 (last).
+  colour_seed: int64 [2], if given, draws the colours, background and noise instead of `seed`, which then
+  draws only the geometry (size, path, speed, angle, stripes)."""
   draws = iter(range(1, 64))
+  colour_seed = seed if colour_seed is None else colour_seed
 
-  def uniform(shape=(), low=0.0, high=1.0):
+  def uniform(shape=(), low=0.0, high=1.0, base=None):
     # Nearby seeds give independent streams: stateless RNGs hash their seed.
-    return tf.random.stateless_uniform(shape, seed + next(draws), low, high)
+    return tf.random.stateless_uniform(shape, (seed if base is None else base) + next(draws), low, high)
+
+  def colour_uniform(shape=(), low=0.0, high=1.0):
+    return uniform(shape, low, high, base=colour_seed)
 
   motion = tf.gather(tf.constant([m for _, m in MOTIONS], tf.float32), motion_id)
   direction, rotation, zoom_sense = motion[:2], motion[2], motion[3]
@@ -296,23 +311,23 @@ def render(seed, motion_id, shape_id, times, size: int, cfg) -> tf.Tensor:
   # Stripes fixed to the shape make rotation of round shapes visible.
   stripes = 0.5 + 0.5 * tf.sin(u * uniform((), 2.0, 5.0) + uniform((), 0.0, 2 * math.pi))[..., None]
   if cfg.version == 1:
-    colour_a, colour_b = uniform([3]), uniform([3])
+    colour_a, colour_b = colour_uniform([3]), colour_uniform([3])
   else:
-    plain = uniform([3], 0.1, 0.9)
+    plain = colour_uniform([3], 0.1, 0.9)
     lighter = tf.where(tf.reduce_mean(plain) < 0.5, 1.0, -1.0)
-    colour_a = tf.clip_by_value(plain + lighter * uniform([3], *cfg.contrast), 0.0, 1.0)
-    colour_b = tf.clip_by_value(plain + lighter * uniform([3], *cfg.contrast), 0.0, 1.0)
+    colour_a = tf.clip_by_value(plain + lighter * colour_uniform([3], *cfg.contrast), 0.0, 1.0)
+    colour_b = tf.clip_by_value(plain + lighter * colour_uniform([3], *cfg.contrast), 0.0, 1.0)
   shape_rgb = colour_a * stripes + colour_b * (1.0 - stripes)
 
   pattern = tf.zeros([size, size], tf.float32)
   for _ in range(3):
-    theta = uniform((), 0.0, math.pi)
-    freq = uniform((), *cfg.background_frequency) * 2 * math.pi
-    pattern += tf.sin(freq * (x[0] * tf.cos(theta) + y[0] * tf.sin(theta)) + uniform((), 0.0, 2 * math.pi))
+    theta = colour_uniform((), 0.0, math.pi)
+    freq = colour_uniform((), *cfg.background_frequency) * 2 * math.pi
+    pattern += tf.sin(freq * (x[0] * tf.cos(theta) + y[0] * tf.sin(theta)) + colour_uniform((), 0.0, 2 * math.pi))
   if cfg.version == 1:
-    plain = uniform([3], 0.15, 0.85)
-  background = plain + cfg.background_texture * pattern[..., None] / 3.0 * uniform([3], 0.5, 1.5)
+    plain = colour_uniform([3], 0.15, 0.85)
+  background = plain + cfg.background_texture * pattern[..., None] / 3.0 * colour_uniform([3], 0.5, 1.5)
   frames = background[None] * (1.0 - mask) + shape_rgb * mask
   if cfg.pixel_noise:
-    frames += cfg.pixel_noise * tf.random.stateless_normal(tf.shape(frames), seed + 101)
+    frames += cfg.pixel_noise * tf.random.stateless_normal(tf.shape(frames), colour_seed + 101)
   return tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)
