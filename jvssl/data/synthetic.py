@@ -22,6 +22,9 @@ Two versions (`synthetic.version`):
     common only what two videos of the same shape and motion have. Shapes start
     near upright (`tilt`) so a frame's rotation shows, and lie lighter or
     darker than the background (`contrast`) so grey views keep the outline.
+    With `shared_geometry` a video's clips keep its shape's size, path, speed,
+    angle and stripes and redraw only colours, background and noise: what clips
+    of one real scene share, and what contrastive methods need to match them.
 
 Rendering is written in TensorFlow ops so it runs inside tf.data like any real
 source. Which frames make a clip is drawn by `jvssl/data/sampling.py`, as for
