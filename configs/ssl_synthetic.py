@@ -5,7 +5,8 @@ Variants name the method: `:simclr`, `:moco_v3`, `:byol`, `:dino`, `:vicreg`, `:
 `:pretext_speed`, `:pretext_order`, `:pretext_jigsaw`, `:pretext_rotation` (one task alone), `:combined`
 (VideoMAE + SimCLR on one encoder), `:videomae` (the demo's method, with this file's data and evaluations);
 add `,runlocal` for a CPU smoke run. The data is the demo's (version 1 of the synthetic set); `,version=2`
-draws every clip's appearance afresh, so two clips of a video share only their shape and motion.
+draws every clip's colours and background afresh, so two clips of a video share only their shape, motion and
+geometry (`,shared_geometry=False`: not even the geometry).
   python -m jvssl.main --config=configs/ssl_synthetic.py:simclr --workdir=/tmp/simclr
   python -m jvssl.tools.compare_methods --config=configs/ssl_synthetic.py --methods=videomae,simclr,byol \
       --workdir=/tmp/compare --config.train.num_steps=300
