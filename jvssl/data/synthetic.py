@@ -120,6 +120,8 @@ class SyntheticSource:
       )
     if self.cfg.version not in (1, 2):
       raise ConfigError(f"synthetic.version must be 1 or 2, not {self.cfg.version!r}")
+    if self.cfg.version == 1 and self.cfg.shared_geometry:
+      raise ConfigError("synthetic.shared_geometry is for version 2; in version 1 a video's clips share everything")
     if self.cfg.version == 2:
       kinds = min(len(SHAPES), len(MOTIONS))
       if self.cfg.num_classes > kinds:
@@ -206,15 +208,14 @@ class SyntheticSource:
         )
         for k in range(self.clips_per_video)
       ]
-      if self.cfg.shared_geometry:
-        geometry = self._video_seed(index) + 333
-        clips = tf.stack(
-          [render(geometry, motion_id, shape_id, t, self.image_size, self.cfg, s) for s, t in zip(clip_seeds, times)]
-        )
-      else:
-        clips = tf.stack(
-          [render(s, motion_id, shape_id, t, self.image_size, self.cfg) for s, t in zip(clip_seeds, times)]
-        )
+      # With shared_geometry one seed per video draws the geometry; the clip's own seed always draws its colours.
+      geometry_seeds = [self._video_seed(index) + 333] * len(clip_seeds) if self.cfg.shared_geometry else clip_seeds
+      clips = tf.stack(
+        [
+          render(g, motion_id, shape_id, t, self.image_size, self.cfg, colour_seed=s)
+          for g, s, t in zip(geometry_seeds, clip_seeds, times)
+        ]
+      )
     else:
       # One appearance per video, and its soundtrack drawn once too, like its colours.
       clip_seeds = [self._video_seed(index) + 777] * self.clips_per_video

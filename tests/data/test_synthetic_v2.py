@@ -51,6 +51,8 @@ def test_bad_settings_are_one_line_errors():
     source("data.synthetic.label=motion", "data.synthetic.num_classes=10")
   with pytest.raises(ConfigError, match="version must be"):
     source("data.synthetic.version=3")
+  with pytest.raises(ConfigError, match="shared_geometry is for version 2"):
+    source("data.synthetic.shared_geometry=True", version=1)
 
 
 def colour_stats(video):
