@@ -2,12 +2,22 @@
 subprocesses with simulated devices (XLA_FLAGS must be set before JAX starts)."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
+
+# One persistent XLA compilation cache for the whole run, made by the process that starts pytest and inherited by
+# both xdist processes and every subprocess they start (before any test imports JAX): many tests compile the same
+# tiny steps, and compiling, not running, is most of their time. Entries are keyed by the computation, the XLA
+# flags and the devices, so runs that differ in those never share one. A cache the caller set is left as it is.
+_OWN_XLA_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_XLA_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jvssl-tests-xla-cache-")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,6 +47,11 @@ SLOW_FILES = (
   "test_data_service.py",
   "test_multislice.py",
 )
+
+
+def pytest_sessionfinish(session):
+  if _OWN_XLA_CACHE:  # The process that made it, after the xdist processes have finished.
+    shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
