@@ -33,12 +33,14 @@ def get_config(arg=None):
   c.method.mask_ratio = 0.75
   c.method.decoder_width, c.method.decoder_depth, c.method.decoder_heads = 64, 2, 4
 
-  c.optimizer.lr = 1.5e-3
+  # 3000 steps at 1e-3 rather than 1500 at 1.5e-3: fine-tuning margin over random init 15.7 / 14.1 / 15.3 points
+  # for seeds 0 / 1 / 2 against 15.3 / 7.6 / 6.9 (README).
+  c.optimizer.lr = 1e-3
   c.optimizer.b1, c.optimizer.b2 = 0.9, 0.95
   c.optimizer.weight_decay = 0.05
   c.schedule.warmup_steps = 100
   c.schedule.min_lr = 1e-5
-  c.train.num_steps = 1500
+  c.train.num_steps = 3000
   c.train.log_every_steps = 100
   c.train.checkpoint_every_steps = 500
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ml_collections import ConfigDict
 
 from jvssl import registry
-from jvssl.data import audio, augment, sampling, service, tokenizers
+from jvssl.data import audio, augment, device, sampling, service, tokenizers
 from jvssl.errors import ConfigError
 
 
@@ -66,6 +66,9 @@ def data_defaults() -> ConfigDict:
   # ImageNet statistics: what VideoMAE and most public checkpoints expect.
   data.mean = (0.485, 0.456, 0.406)
   data.std = (0.229, 0.224, 0.225)
+  # "dataset": standardise with data.mean/std; "per_clip": with each clip's own per-channel mean and std over
+  # its frames, which takes away a clip's colour cast and contrast (a colour constancy the model need not learn).
+  data.normalize = "dataset"
   data.num_parallel_calls = -1  # -1: tf.data AUTOTUNE.
   data.prefetch_batches = 2
   data.augment = augment.default_config()
@@ -257,6 +260,8 @@ def validate(config: ConfigDict) -> None:
     _check_section(entry, eval_config(entry.type), f"evals.{name}.")
   registry.SOURCES.get(config.data.source)
   service.check(config.data.service)
+  if config.data.normalize not in device.NORMALIZATIONS:
+    raise ConfigError(f"data.normalize must be one of {list(device.NORMALIZATIONS)}, not {config.data.normalize!r}")
   if config.train.compute_dtype not in ("float32", "bfloat16", "auto"):
     raise ConfigError(
       f"train.compute_dtype must be 'float32', 'bfloat16' or 'auto', not '{config.train.compute_dtype}'"

@@ -61,6 +61,7 @@ class DINO(MomentumMethod):
         "view_color_strength": 0.0,  # As views.view_fields: colour jitter and grey views, global and local.
         "view_grayscale_prob": 0.0,
         "view_temporally_consistent": True,  # As views.view_fields: one crop, flip and colour per view.
+        "view_flip": True,  # As views.view_fields: mirror half the views.
       }
     )
 
@@ -79,6 +80,7 @@ class DINO(MomentumMethod):
       color_strength=m.view_color_strength,
       grayscale_prob=m.view_grayscale_prob,
       temporally_consistent=m.view_temporally_consistent,
+      flip=m.get("view_flip", True),
     )
     student_in = global_views
     if m.num_local_views:
@@ -91,6 +93,7 @@ class DINO(MomentumMethod):
         color_strength=m.view_color_strength,
         grayscale_prob=m.view_grayscale_prob,
         temporally_consistent=m.view_temporally_consistent,
+        flip=m.get("view_flip", True),
       )
       student_in = jnp.concatenate([global_views, local_views], axis=1)
     features = embedding.encode_views(model.encoder, student_in, enc_rng)

@@ -171,6 +171,7 @@ def clip_views(
   color_strength: float = 0.0,
   grayscale_prob: float = 0.0,
   temporally_consistent: bool = True,
+  standardize: bool = False,
   **view_kw,
 ) -> jax.Array:
   """The views an embedding method contrasts: video [B, K, T, S, S, C] or [B, T, S, S, C] -> [B, V, T, S, S, C].
@@ -180,7 +181,8 @@ def clip_views(
   (CVRL's temporally consistent spatial augmentation and temporal interval sampling). Otherwise the views
   are made here from the first clip with `random_view(**view_kw)`. color_strength or grayscale_prob > 0
   adds color_jitter. temporally_consistent False draws the crop, flip and colours made here per frame
-  (CVRL's ablation); crops made on the host (data.augment) stay one per clip.
+  (CVRL's ablation); crops made on the host (data.augment) stay one per clip. standardize: each view then
+  gets zero mean and unit variance per channel over its frames (`standardize_views`).
   """
   view_rng, color_rng = jax.random.split(rng)
   if video.ndim == 6 and video.shape[1] >= num_views:
@@ -191,7 +193,18 @@ def clip_views(
     flat = einops.rearrange(out, "b v ... -> (b v) ...")
     jittered = color_jitter(color_rng, flat, color_strength, grayscale_prob, temporally_consistent)
     out = jittered.reshape(out.shape)
-  return out
+  return standardize_views(out) if standardize else out
+
+
+def standardize_views(views: jax.Array, min_std: float = 0.1) -> jax.Array:
+  """[B, V, T, H, W, C] -> each view with zero mean and unit variance per channel over (T, H, W).
+
+  A view's colour cast and contrast are gone, so what two views of one video still share is their content.
+  min_std (in the units of the input, here standardised pixels) keeps a plain view from being blown up.
+  """
+  mean = views.mean(axis=(2, 3, 4), keepdims=True)
+  std = jnp.sqrt(jnp.mean(jnp.square(views - mean), axis=(2, 3, 4), keepdims=True))
+  return (views - mean) / jnp.maximum(std, min_std)
 
 
 def first_clip(video: jax.Array) -> jax.Array:
@@ -210,6 +223,12 @@ def view_fields(**overrides) -> dict:
     "view_frame_fraction": (0.5, 1.0),  # Fraction of the clip's duration a view spans.
     "view_color_strength": 0.0,  # > 0: random per-channel gain and offset of every view (color_jitter).
     "view_grayscale_prob": 0.0,  # Probability that a view is turned grey (SimCLR/CVRL use 0.2).
+    # Mirror half the views made here left-right; off where a mirror image changes the class (a motion
+    # "right" becomes "left", clockwise becomes counter-clockwise).
+    "view_flip": True,
+    # Standardise every view per channel over its frames (`standardize_views`), in training only: a momentum
+    # teacher at initialisation then sees what two clips of a video share rather than their colours.
+    "view_standardize": False,
     # One crop, flip and colour draw for all frames of a view (CVRL's temporally consistent spatial
     # augmentation); False: one per frame, the inconsistent augmentation CVRL shows to hurt.
     "view_temporally_consistent": True,
@@ -226,7 +245,9 @@ def options(method_config) -> dict:
   return dict(
     crop_scale=tuple(method_config.view_crop_scale),
     frame_fraction=tuple(method_config.view_frame_fraction),
+    flip=method_config.get("view_flip", True),  # Configs saved before the field mirrored.
     color_strength=method_config.view_color_strength,
     grayscale_prob=method_config.view_grayscale_prob,
     temporally_consistent=method_config.view_temporally_consistent,
+    standardize=method_config.get("view_standardize", False),
   )

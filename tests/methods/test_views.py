@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
@@ -78,9 +79,11 @@ def test_view_fields_declare_every_option():
   assert set(views.options(ConfigDict(fields))) == {
     "crop_scale",
     "frame_fraction",
+    "flip",
     "color_strength",
     "grayscale_prob",
     "temporally_consistent",
+    "standardize",
   }
   assert views.options(ConfigDict(fields))["temporally_consistent"] is False
 
@@ -109,3 +112,26 @@ def test_dino_draws_global_and_local_views_as_its_config_says(monkeypatch):
   with pytest.raises(Drawn):
     method.loss(method.build(nnx.Rngs(0)), {"video": video}, jax.random.key(0), jax.numpy.asarray(0))
   assert seen == [False, False]  # Global views, then local views.
+
+
+def test_view_flip_false_never_mirrors_a_view():
+  # Bright left half, dark right half: a view is mirrored exactly when its left edge is the darker one.
+  video = np.zeros((3, 4, 16, 16, 3), np.float32)
+  video[:, :, :, :8] = 1.0
+  left_darker = {}
+  for flip in (True, False):
+    options = views.options(ConfigDict(views.view_fields(view_crop_scale=(0.8, 1.0), view_flip=flip)))
+    out = np.asarray(views.clip_views(jax.random.key(5), video, 8, **options))
+    left_darker[flip] = out[..., :, 0, :].mean(axis=(2, 3, 4)) < out[..., :, -1, :].mean(axis=(2, 3, 4))
+  assert left_darker[True].any()  # The default mirrors some of 24 views (none with probability 2^-24).
+  assert not left_darker[False].any()
+
+
+def test_view_standardize_gives_every_view_zero_mean_and_unit_variance_per_channel():
+  video = VIDEO[:, None] * jnp.array([2.0, 4.0, 8.0]) + 3.0  # Clips of one video, each channel with its own cast.
+  options = views.options(ConfigDict(views.view_fields(view_standardize=True, view_color_strength=0.5)))
+  out = np.asarray(views.clip_views(jax.random.key(0), video, 2, **options))
+  np.testing.assert_allclose(out.mean(axis=(2, 3, 4)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(axis=(2, 3, 4)), 1.0, atol=1e-3)
+  raw = np.asarray(views.clip_views(jax.random.key(0), video, 2, **dict(options, standardize=False)))
+  assert np.abs(raw.mean(axis=(2, 3, 4))).min() > 1.0  # Without it the cast is still there.
