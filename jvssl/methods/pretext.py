@@ -62,6 +62,10 @@ class Pretext(Method):
         "jigsaw_grid": (2, 2, 2),  # Jigsaw cells in (time, height, width).
         "jigsaw_permutations": 64,
         "permutation_seed": 0,
+        # Standardise every view per channel over its frames, in training only (`views.standardize_views`).
+        # When clips differ in colour and contrast (the synthetic set's version 2), those decide a random
+        # encoder's features and hide the few pixels a task's label shows in.
+        "view_standardize": False,
       }
     )
 
@@ -77,6 +81,8 @@ class Pretext(Method):
     b = clip.shape[0]
     view_rngs = jax.random.split(jax.random.fold_in(rng, 0), len(self.tasks))
     made = [fn(k, clip) for (_, fn), k in zip(self.tasks.values(), view_rngs)]
+    if self.config.method.get("view_standardize", False):  # Configs saved before the field: off.
+      made = [(views.standardize_views(v[:, None])[:, 0], labels) for v, labels in made]
     pooled = model.encoder(jnp.concatenate([v for v, _ in made]), rng=jax.random.fold_in(rng, 1))["pooled"]
     total, metrics = 0.0, {}
     for i, (name, weight) in enumerate(zip(self.tasks, self.config.method.task_weights)):

@@ -36,3 +36,30 @@ def test_one_task_variant_trains_one_head_on_one_loss():
 
 def test_all_tasks_together_is_still_the_plain_variant():
   assert tuple(config_lib.load("configs/ssl_synthetic.py:pretext,runlocal").method.tasks) == TASKS
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_standardized_views_hide_a_clips_colour_cast(standardize):
+  # view_standardize: a per-channel gain and offset on the clip (another clip's colours) leaves every task's
+  # loss as it was; without it the loss sees the colours.
+  config = config_lib.load("configs/ssl_synthetic.py:pretext,runlocal")
+  config.unlock()
+  config.method.view_standardize = standardize
+  method = registry.METHODS.get("pretext")(config, RunLength(num_steps=1, steps_per_epoch=1.0))
+  model = method.build(nnx.Rngs(0))
+  d = config.data
+  video = jax.random.normal(jax.random.key(0), (2, d.num_frames, d.image_size, d.image_size, 3))
+  recoloured = video * np.array([2.0, 0.5, 1.5], np.float32) + np.array([1.0, -2.0, 0.3], np.float32)
+  _, plain = method.loss(model, {"video": video}, jax.random.key(1), 0)
+  _, cast = method.loss(model, {"video": recoloured}, jax.random.key(1), 0)
+  losses = [f"{task}_loss" for task in TASKS]
+  if standardize:
+    np.testing.assert_allclose([cast[k] for k in losses], [plain[k] for k in losses], rtol=1e-4, atol=1e-5)
+  else:
+    assert max(abs(float(cast[k]) - float(plain[k])) for k in losses) > 1e-3
+
+
+def test_version_2_pretext_variants_standardize_their_views():
+  for task in TASKS:
+    assert config_lib.load(f"configs/ssl_synthetic.py:pretext_{task},version=2,runlocal").method.view_standardize
+  assert not config_lib.load("configs/ssl_synthetic.py:pretext,runlocal").method.view_standardize
