@@ -19,11 +19,12 @@ def task_table(method) -> dict:
   """name -> (number of classes, fn(rng, video [B, T, H, W, C]) -> (views, labels)) for method.tasks."""
   order_perms = views.permutation_set(method.order_segments, method.order_permutations, method.permutation_seed)
   grid = tuple(method.jigsaw_grid)
+  jigsaw_gap = method.get("jigsaw_gap", 0)  # Configs saved before the field: cells abut.
   jigsaw_perms = views.permutation_set(grid[0] * grid[1] * grid[2], method.jigsaw_permutations, method.permutation_seed)
   table = {
     "speed": (len(method.speeds), lambda rng, v: views.speed_views(rng, v, tuple(method.speeds))),
     "order": (len(order_perms), lambda rng, v: views.shuffle_segments(rng, v, order_perms)),
-    "jigsaw": (len(jigsaw_perms), lambda rng, v: views.jigsaw(rng, v, jigsaw_perms, grid)),
+    "jigsaw": (len(jigsaw_perms), lambda rng, v: views.jigsaw(rng, v, jigsaw_perms, grid, jigsaw_gap)),
     "rotation": (4, views.rotate),
   }
   unknown = [t for t in method.tasks if t not in table]
@@ -61,6 +62,9 @@ class Pretext(Method):
         "order_permutations": 12,  # Classes: the permutations of a fixed, far-apart set.
         "jigsaw_grid": (2, 2, 2),  # Jigsaw cells in (time, height, width).
         "jigsaw_permutations": 64,
+        # Pixels between neighbouring jigsaw cells' contents, each cell's crop jittered by up to this much
+        # (`views.jigsaw`); 0: cells abut, and matching the pixels across a cut solves the puzzle.
+        "jigsaw_gap": 0,
         "permutation_seed": 0,
         # Standardise every view per channel over its frames, in training only (`views.standardize_views`).
         # When clips differ in colour and contrast (the synthetic set's version 2), those decide a random

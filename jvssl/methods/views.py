@@ -126,17 +126,37 @@ def shuffle_segments(rng: jax.Array, video: jax.Array, perms: np.ndarray) -> tup
 
 
 def jigsaw(
-  rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int]
+  rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int], gap: int = 0
 ) -> tuple[jax.Array, jax.Array]:
   """Spatio-temporal jigsaw: the clip cut into a (time, height, width) grid of cells, the cells placed in
-  the order of a permutation from `perms` (perms.shape[1] == cells). Returns (video, labels int32 [B])."""
+  the order of a permutation from `perms` (perms.shape[1] == cells). Returns (video, labels int32 [B]).
+
+  gap > 0: each cell keeps only a (h - gap) x (w - gap) crop at a random offset of its own, centred in the
+  cell on zeros (the data mean), as Noroozi & Favaro cut 64-pixel tiles from 85-pixel cells. Abutting cells
+  let a network solve the puzzle by matching the pixels on either side of a cut, a shortcut that teaches
+  nothing about the content; the gap and the jitter take it away."""
   gt, gh, gw = grid
   if perms.shape[1] != gt * gh * gw:
     raise ValueError(f"permutations of {perms.shape[1]} items do not fit a {gt}x{gh}x{gw} grid")
   perm, labels = _random_permutations(rng, video.shape[0], perms)
   cells = einops.rearrange(video, "b (gt t) (gh h) (gw w) c -> b (gt gh gw) t h w c", gt=gt, gh=gh, gw=gw)
+  if gap:
+    cells = _jittered_crops(jax.random.fold_in(rng, 1), cells, gap)
   cells = jnp.take_along_axis(cells, perm.reshape(*perm.shape, 1, 1, 1, 1), axis=1)
   return einops.rearrange(cells, "b (gt gh gw) t h w c -> b (gt t) (gh h) (gw w) c", gt=gt, gh=gh, gw=gw), labels
+
+
+def _jittered_crops(rng: jax.Array, cells: jax.Array, gap: int) -> jax.Array:
+  """cells [B, N, t, h, w, C] -> each cell's (h - gap) x (w - gap) crop at a random offset, zero-padded back
+  to h x w with the crop in the middle."""
+  b, n, t, h, w, c = cells.shape
+  if not 0 < gap < min(h, w):
+    raise ValueError(f"a jigsaw gap of {gap} pixels does not fit {h}x{w} cells")
+  offsets = jax.random.randint(rng, (b, n, 2), 0, gap + 1)
+  crop = lambda cell, o: jax.lax.dynamic_slice(cell, (0, o[0], o[1], 0), (t, h - gap, w - gap, c))
+  crops = jax.vmap(jax.vmap(crop))(cells, offsets)
+  before = gap // 2
+  return jnp.pad(crops, ((0, 0), (0, 0), (0, 0), (before, gap - before), (before, gap - before), (0, 0)))
 
 
 def rotate(rng: jax.Array, video: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -59,7 +59,21 @@ def test_standardized_views_hide_a_clips_colour_cast(standardize):
     assert max(abs(float(cast[k]) - float(plain[k])) for k in losses) > 1e-3
 
 
-def test_version_2_pretext_variants_standardize_their_views():
-  for task in TASKS:
-    assert config_lib.load(f"configs/ssl_synthetic.py:pretext_{task},version=2,runlocal").method.view_standardize
-  assert not config_lib.load("configs/ssl_synthetic.py:pretext,runlocal").method.view_standardize
+def test_version_2_pretext_variants_standardize_their_views_and_cut_the_jigsaw_in_time():
+  for variant in [f"pretext_{task}" for task in TASKS] + ["pretext"]:
+    method = config_lib.load(f"configs/ssl_synthetic.py:{variant},version=2,runlocal").method
+    assert method.view_standardize and tuple(method.jigsaw_grid) == (2, 2, 2)
+  version_1 = config_lib.load("configs/ssl_synthetic.py:pretext,runlocal").method
+  assert not version_1.view_standardize and tuple(version_1.jigsaw_grid) == (1, 2, 2)
+
+
+def test_jigsaw_gap_reaches_the_task_views():
+  config, method = one_task("jigsaw")
+  config.method.jigsaw_gap = 4
+  gapped = registry.METHODS.get("pretext")(config, RunLength(num_steps=1, steps_per_epoch=1.0))
+  d = config.data
+  clip = jax.random.normal(jax.random.key(0), (2, d.num_frames, d.image_size, d.image_size, 3)) + 3.0
+  (_, make), (_, make_gapped) = method.tasks["jigsaw"], gapped.tasks["jigsaw"]
+  assert not (np.asarray(make(jax.random.key(1), clip)[0]) == 0).any()
+  puzzle = np.asarray(make_gapped(jax.random.key(1), clip)[0])
+  assert (puzzle[:, :, :2] == 0).all() and (puzzle[:, :, 2:-2, 2:-2] != 0).any()

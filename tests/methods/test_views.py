@@ -19,6 +19,7 @@ VIDEO = jax.random.uniform(jax.random.key(0), (3, 4, 16, 16, 3))
     lambda k: views.speed_views(k, VIDEO, (1, 2, 4)),
     lambda k: views.shuffle_segments(k, VIDEO, views.permutation_set(2, 2)),
     lambda k: views.jigsaw(k, VIDEO, views.permutation_set(4, 8), (1, 2, 2)),
+    lambda k: views.jigsaw(k, VIDEO, views.permutation_set(4, 8), (1, 2, 2), gap=4),
     lambda k: views.rotate(k, VIDEO),
   ],
 )
@@ -56,6 +57,28 @@ def test_labels_say_how_the_clip_was_changed():
   for i, label in enumerate(np.asarray(labels)):
     distinct = len({np.asarray(f).tobytes() for f in fast[i]})
     assert distinct == 4 if label == 1 else distinct <= 2  # A quarter rate spans one frame interval.
+
+
+def test_jigsaw_gap_keeps_a_jittered_crop_of_each_cell_between_zero_borders():
+  perms, gap = views.permutation_set(4, 8), 4
+  abutting, labels = views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2))
+  puzzle, gapped_labels = views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2), gap=gap)
+  np.testing.assert_array_equal(labels, gapped_labels)  # The gap changes the pixels, not the puzzle.
+  cells = lambda v: [v[:, :8, :8], v[:, :8, 8:], v[:, 8:, :8], v[:, 8:, 8:]]
+  offsets = set()
+  for i, label in enumerate(np.asarray(labels)):
+    for position, source in enumerate(perms[label]):
+      cell, original = np.asarray(cells(puzzle[i])[position]), np.asarray(cells(VIDEO[i])[source])
+      inner = cell[:, 2:6, 2:6]
+      border = cell.copy()
+      border[:, 2:6, 2:6] = 0
+      assert not border.any()  # A gap of 4: two zero pixels on each side of the 4x4 crop.
+      found = [(y, x) for y in range(5) for x in range(5) if np.array_equal(inner, original[:, y : y + 4, x : x + 4])]
+      assert found, f"clip {i} cell {position} is no 4x4 crop of cell {source}"
+      offsets.update(found)
+  assert len(offsets) > 3  # Each cell draws its own offset.
+  with pytest.raises(ValueError, match="does not fit 8x8 cells"):
+    views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2), gap=8)
 
 
 def test_temporally_consistent_views_crop_every_frame_alike():
