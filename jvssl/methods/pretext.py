@@ -24,7 +24,12 @@ def task_table(method) -> dict:
   table = {
     "speed": (len(method.speeds), lambda rng, v: views.speed_views(rng, v, tuple(method.speeds))),
     "order": (len(order_perms), lambda rng, v: views.shuffle_segments(rng, v, order_perms)),
-    "jigsaw": (len(jigsaw_perms), lambda rng, v: views.jigsaw(rng, v, jigsaw_perms, grid, jigsaw_gap)),
+    "jigsaw": (
+      len(jigsaw_perms),
+      lambda rng, v: views.jigsaw(
+        rng, v, jigsaw_perms, grid, jigsaw_gap, method.get("jigsaw_standardize_cells", False)
+      ),
+    ),
     "rotation": (4, views.rotate),
   }
   unknown = [t for t in method.tasks if t not in table]
@@ -65,6 +70,9 @@ class Pretext(Method):
         # Pixels between neighbouring jigsaw cells' contents, each cell's crop jittered by up to this much
         # (`views.jigsaw`); 0: cells abut, and matching the pixels across a cut solves the puzzle.
         "jigsaw_gap": 0,
+        # Standardise every jigsaw cell per channel, so that brightness and colour do not tell which cells were
+        # neighbours (`views.jigsaw`).
+        "jigsaw_standardize_cells": False,
         "permutation_seed": 0,
         # Standardise every view per channel over its frames, in training only (`views.standardize_views`).
         # When clips differ in colour and contrast (the synthetic set's version 2), those decide a random

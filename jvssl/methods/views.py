@@ -126,7 +126,12 @@ def shuffle_segments(rng: jax.Array, video: jax.Array, perms: np.ndarray) -> tup
 
 
 def jigsaw(
-  rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int], gap: int = 0
+  rng: jax.Array,
+  video: jax.Array,
+  perms: np.ndarray,
+  grid: tuple[int, int, int],
+  gap: int = 0,
+  standardize_cells: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """Spatio-temporal jigsaw: the clip cut into a (time, height, width) grid of cells, the cells placed in
   the order of a permutation from `perms` (perms.shape[1] == cells). Returns (video, labels int32 [B]).
@@ -134,12 +139,17 @@ def jigsaw(
   gap > 0: each cell keeps only a (h - gap) x (w - gap) crop at a random offset of its own, centred in the
   cell on zeros (the data mean), as Noroozi & Favaro cut 64-pixel tiles from 85-pixel cells. Abutting cells
   let a network solve the puzzle by matching the pixels on either side of a cut, a shortcut that teaches
-  nothing about the content; the gap and the jitter take it away."""
+  nothing about the content; the gap and the jitter take it away.
+
+  standardize_cells: each cell gets zero mean and unit variance per channel (`standardize_views`), as Noroozi &
+  Favaro normalise every tile, so that a cell's brightness and colour do not tell which cells were neighbours."""
   gt, gh, gw = grid
   if perms.shape[1] != gt * gh * gw:
     raise ValueError(f"permutations of {perms.shape[1]} items do not fit a {gt}x{gh}x{gw} grid")
   perm, labels = _random_permutations(rng, video.shape[0], perms)
   cells = einops.rearrange(video, "b (gt t) (gh h) (gw w) c -> b (gt gh gw) t h w c", gt=gt, gh=gh, gw=gw)
+  if standardize_cells:
+    cells = standardize_views(cells)
   if gap:
     cells = _jittered_crops(jax.random.fold_in(rng, 1), cells, gap)
   cells = jnp.take_along_axis(cells, perm.reshape(*perm.shape, 1, 1, 1, 1), axis=1)

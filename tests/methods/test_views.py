@@ -81,6 +81,19 @@ def test_jigsaw_gap_keeps_a_jittered_crop_of_each_cell_between_zero_borders():
     views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2), gap=8)
 
 
+def test_jigsaw_standardized_cells_keep_no_brightness_or_colour():
+  perms = views.permutation_set(8, 8)
+  bright = VIDEO * jnp.array([1.0, 2.0, 3.0]) + jnp.linspace(0.0, 5.0, 16)[:, None, None]  # A gradient down.
+  plain, labels = views.jigsaw(jax.random.key(6), bright, perms, (2, 2, 2))
+  puzzle, same_labels = views.jigsaw(jax.random.key(6), bright, perms, (2, 2, 2), standardize_cells=True)
+  np.testing.assert_array_equal(labels, same_labels)
+  cells = np.asarray(puzzle).reshape(3, 2, 2, 2, 8, 2, 8, 3)  # b, gt, t, gh, h, gw, w, c
+  np.testing.assert_allclose(cells.mean(axis=(2, 4, 6)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(cells.std(axis=(2, 4, 6)), 1.0, atol=1e-4)
+  raw = np.asarray(plain).reshape(cells.shape)
+  assert np.ptp(raw.mean(axis=(2, 4, 6))) > 1.0  # Without it, the gradient tells the cells apart.
+
+
 def test_temporally_consistent_views_crop_every_frame_alike():
   # A clip whose frames are all the same image: consistent views keep them equal, per-frame views do not.
   still = jax.numpy.broadcast_to(VIDEO[:, :1], VIDEO.shape)
