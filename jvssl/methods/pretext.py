@@ -19,17 +19,13 @@ def task_table(method) -> dict:
   """name -> (number of classes, fn(rng, video [B, T, H, W, C]) -> (views, labels)) for method.tasks."""
   order_perms = views.permutation_set(method.order_segments, method.order_permutations, method.permutation_seed)
   grid = tuple(method.jigsaw_grid)
-  jigsaw_gap = method.get("jigsaw_gap", 0)  # Configs saved before the field: cells abut.
+  # Configs saved before these fields: cells abut and keep their brightness.
+  jigsaw_kw = dict(gap=method.get("jigsaw_gap", 0), standardize_cells=method.get("jigsaw_standardize_cells", False))
   jigsaw_perms = views.permutation_set(grid[0] * grid[1] * grid[2], method.jigsaw_permutations, method.permutation_seed)
   table = {
     "speed": (len(method.speeds), lambda rng, v: views.speed_views(rng, v, tuple(method.speeds))),
     "order": (len(order_perms), lambda rng, v: views.shuffle_segments(rng, v, order_perms)),
-    "jigsaw": (
-      len(jigsaw_perms),
-      lambda rng, v: views.jigsaw(
-        rng, v, jigsaw_perms, grid, jigsaw_gap, method.get("jigsaw_standardize_cells", False)
-      ),
-    ),
+    "jigsaw": (len(jigsaw_perms), lambda rng, v: views.jigsaw(rng, v, jigsaw_perms, grid, **jigsaw_kw)),
     "rotation": (4, views.rotate),
   }
   unknown = [t for t in method.tasks if t not in table]

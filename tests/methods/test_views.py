@@ -61,7 +61,7 @@ def test_labels_say_how_the_clip_was_changed():
 
 def test_jigsaw_gap_keeps_a_jittered_crop_of_each_cell_between_zero_borders():
   perms, gap = views.permutation_set(4, 8), 4
-  abutting, labels = views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2))
+  _, labels = views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2))
   puzzle, gapped_labels = views.jigsaw(jax.random.key(6), VIDEO, perms, (1, 2, 2), gap=gap)
   np.testing.assert_array_equal(labels, gapped_labels)  # The gap changes the pixels, not the puzzle.
   cells = lambda v: [v[:, :8, :8], v[:, :8, 8:], v[:, 8:, :8], v[:, 8:, 8:]]
