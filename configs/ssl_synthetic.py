@@ -106,6 +106,7 @@ def get_config(arg=None):
     m.order_permutations = 12 if c.data.num_frames >= 8 else 2
     m.jigsaw_grid = (1, 2, 2)
     m.jigsaw_permutations = 12
+    m.jigsaw_context_free = False  # Version 1's README rows were measured with the puzzle as one clip.
     if task:
       m.tasks, m.task_weights = (task,), (1.0,)
     if arg.version == 2:
@@ -118,6 +119,7 @@ def get_config(arg=None):
       # (1500 steps; 47.9% motion after an 800-step schedule); jigsaw_gap 4 or 8 left its task at chance,
       # jigsaw_standardize_cells 22.1% / 31.8% (README, "version 2").
       m.jigsaw_grid = (2, 2, 2)
+      m.jigsaw_context_free = True
       if task == "rotation":
         # At 1.5e-3 rotation stayed at chance (shape linear probe 22.1%); at 3e-4: 38.2% (README).
         c.optimizer.lr = 3e-4

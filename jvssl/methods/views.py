@@ -125,6 +125,29 @@ def shuffle_segments(rng: jax.Array, video: jax.Array, perms: np.ndarray) -> tup
   return jnp.take_along_axis(video, idx.reshape(b, t, *([1] * (video.ndim - 2))), axis=1), labels
 
 
+def jigsaw_cells(
+  rng: jax.Array,
+  video: jax.Array,
+  perms: np.ndarray,
+  grid: tuple[int, int, int],
+  gap: int = 0,
+  standardize_cells: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+  """The jigsaw's cells before they are put back together: video [B, T, H, W, C] cut into a (time, height,
+  width) grid of N cells, the cells in the order of a permutation from `perms` (perms.shape[1] == N).
+  Returns (cells [B, N, T/gt, H/gh, W/gw, C], labels int32 [B]: index into perms); `jigsaw` for the options."""
+  gt, gh, gw = grid
+  if perms.shape[1] != gt * gh * gw:
+    raise ValueError(f"permutations of {perms.shape[1]} items do not fit a {gt}x{gh}x{gw} grid")
+  perm, labels = _random_permutations(rng, video.shape[0], perms)
+  cells = einops.rearrange(video, "b (gt t) (gh h) (gw w) c -> b (gt gh gw) t h w c", gt=gt, gh=gh, gw=gw)
+  if standardize_cells:
+    cells = standardize_views(cells)
+  if gap:
+    cells = _jittered_crops(jax.random.fold_in(rng, 1), cells, gap)
+  return jnp.take_along_axis(cells, perm.reshape(*perm.shape, 1, 1, 1, 1), axis=1), labels
+
+
 def jigsaw(
   rng: jax.Array,
   video: jax.Array,
@@ -144,15 +167,7 @@ def jigsaw(
   standardize_cells: each cell gets zero mean and unit variance per channel (`standardize_views`), as Noroozi &
   Favaro normalise every tile, so that a cell's brightness and colour do not tell which cells were neighbours."""
   gt, gh, gw = grid
-  if perms.shape[1] != gt * gh * gw:
-    raise ValueError(f"permutations of {perms.shape[1]} items do not fit a {gt}x{gh}x{gw} grid")
-  perm, labels = _random_permutations(rng, video.shape[0], perms)
-  cells = einops.rearrange(video, "b (gt t) (gh h) (gw w) c -> b (gt gh gw) t h w c", gt=gt, gh=gh, gw=gw)
-  if standardize_cells:
-    cells = standardize_views(cells)
-  if gap:
-    cells = _jittered_crops(jax.random.fold_in(rng, 1), cells, gap)
-  cells = jnp.take_along_axis(cells, perm.reshape(*perm.shape, 1, 1, 1, 1), axis=1)
+  cells, labels = jigsaw_cells(rng, video, perms, grid, gap, standardize_cells)
   return einops.rearrange(cells, "b (gt gh gw) t h w c -> b (gt t) (gh h) (gw w) c", gt=gt, gh=gh, gw=gw), labels
 
 
