@@ -68,6 +68,7 @@ def test_version_2_pretext_variants_standardize_their_views_and_cut_the_jigsaw_i
   for variant in [f"pretext_{task}" for task in TASKS] + ["pretext"]:
     method = config_lib.load(f"configs/ssl_synthetic.py:{variant},version=2,runlocal").method
     assert method.view_standardize and tuple(method.jigsaw_grid) == (2, 2, 2) and method.jigsaw_context_free
+    assert method.jigsaw_gap > 0
   version_1 = config_lib.load("configs/ssl_synthetic.py:pretext,runlocal").method
   assert not version_1.view_standardize and tuple(version_1.jigsaw_grid) == (1, 2, 2)
   assert not version_1.jigsaw_context_free
