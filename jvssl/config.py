@@ -273,6 +273,19 @@ def to_json(config: ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
 
 
+def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+  """The fields of two configs as dicts (`to_json` parsed) that differ: "name: old -> new", in name order; a field
+  that only one of them has shows as "(absent)" in the other."""
+  changes = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+    if isinstance(a, dict) and isinstance(b, dict):
+      changes += changed_fields(a, b, f"{prefix}{key}.")
+    elif a != b:
+      changes.append(f"{prefix}{key}: {a} -> {b}")
+  return changes
+
+
 def _check_section(section, reference, prefix: str, skip=()) -> None:
   for key, value in section.items():
     name = prefix + key

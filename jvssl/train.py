@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from jvssl import checkpointing, flops, initialize, sharding
-from jvssl.config import to_json
+from jvssl.config import changed_fields, to_json
 from jvssl.data import pipeline
 from jvssl.errors import NonFiniteLossError
 from jvssl.trainer import Trainer, TrainState, load_encoder_into, run_length
@@ -58,6 +58,22 @@ class TrainResult:
   metrics: dict  # The last evaluation's metrics, by "evaluator/metric".
 
 
+def record_config(workdir: str, config, resumed_step: int | None) -> None:
+  """Writes workdir/config.json. A run resumed with a config other than the one saved keeps the saved one as
+  config-to-step<N>.json (what steps up to N were trained with) and logs the fields that changed."""
+  path = checkpointing.as_path(workdir) / "config.json"
+  new = to_json(config)
+  if resumed_step is not None and path.exists():
+    old = path.read_text()
+    changes = changed_fields(json.loads(old), json.loads(new)) if old != new else []
+    if changes:
+      kept = path.parent / f"config-to-step{resumed_step}.json"
+      kept.write_text(old)
+      shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+      log.warning("resuming at step %d with a changed config (the saved one kept as %s): %s", resumed_step, kept, shown)
+  path.write_text(new)
+
+
 def train(
   config,
   workdir: str | None,
@@ -91,12 +107,13 @@ def train(
       keep_every=config.train.keep_every_steps,
       async_save=config.train.async_checkpointing,
     )
-    if jax.process_index() == 0:
-      (checkpointing.as_path(workdir) / "config.json").write_text(to_json(config))
     restored = ckpt.restore_latest(trainer.abstract_state())
     if restored is not None:
       resumed, state, _ = restored
       log.info("resumed from %s/%d", ckpt.directory, resumed)
+    # Written once the checkpoint has restored, so that a refused resume leaves the run's record as it was.
+    if jax.process_index() == 0:
+      record_config(workdir, config, resumed_step=None if restored is None else restored[0])
   if state is None:
     state, init_report = initialize.initial_state(config, trainer)
     for line in init_report:

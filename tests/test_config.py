@@ -82,3 +82,10 @@ def test_parse_arg():
   assert arg.variant == "vit_s" and arg.runlocal
   with pytest.raises(ConfigError, match="unknown config argument"):
     config_lib.parse_arg("nope=1", variant="vit_b")
+
+
+def test_changed_fields_names_every_difference_with_its_dotted_name():
+  old = {"a": 1, "b": {"c": 2, "d": [1, 2]}, "gone": 0}
+  new = {"a": 1, "b": {"c": 3, "d": [1, 2], "e": "x"}}
+  assert config_lib.changed_fields(old, new) == ["b.c: 2 -> 3", "b.e: (absent) -> x", "gone: 0 -> (absent)"]
+  assert config_lib.changed_fields(old, old) == []

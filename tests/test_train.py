@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 
 import jax
@@ -85,9 +86,29 @@ def test_incompatible_checkpoint_is_refused_and_left_intact(tiny_config, tmp_pat
   before = _dir_digest(tmp_path / "checkpoints")
   c.model.width = 48
   c.train.num_steps = 4
+  saved_config = (tmp_path / "config.json").read_text()
   with pytest.raises(CheckpointError, match=r"params/.* has shape \(.*32.*\), this config needs \(.*48.*\)"):
     train.train(c, str(tmp_path))
   assert _dir_digest(tmp_path / "checkpoints") == before
+  assert (tmp_path / "config.json").read_text() == saved_config  # The run's record is the config it trained with.
+
+
+def test_resuming_with_a_changed_config_keeps_the_saved_one_and_names_the_changes(tiny_config, tmp_path, caplog):
+  c = tiny_config
+  c.train.num_steps, c.train.checkpoint_every_steps = 2, 2
+  with c.unlocked():
+    c.evals = {}
+  train.train(c, str(tmp_path))
+  first = json.loads((tmp_path / "config.json").read_text())
+  train.train(c, str(tmp_path))  # The same config: nothing to keep, nothing to say.
+  assert not list(tmp_path.glob("config-to-step*")) and "changed config" not in caplog.text
+  c.train.num_steps, c.optimizer.lr = 4, c.optimizer.lr / 2
+  train.train(c, str(tmp_path))
+  assert json.loads((tmp_path / "config-to-step2.json").read_text()) == first
+  assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["lr"] == c.optimizer.lr
+  assert "resuming at step 2 with a changed config" in caplog.text
+  assert f"optimizer.lr: {first['optimizer']['lr']} -> {c.optimizer.lr}" in caplog.text
+  assert "train.num_steps: 2 -> 4" in caplog.text
 
 
 def test_unwritable_workdir(tiny_config, tmp_path):
