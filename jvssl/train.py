@@ -65,7 +65,7 @@ def record_config(workdir: str, config, resumed_step: int | None) -> None:
   new = to_json(config)
   if resumed_step is not None and path.exists():
     old = path.read_text()
-    changes = changed_fields(json.loads(old), json.loads(new)) if old != new else []
+    changes = changed_fields(json.loads(old), json.loads(new))
     if changes:
       kept = path.parent / f"config-to-step{resumed_step}.json"
       kept.write_text(old)

@@ -109,10 +109,10 @@ class Pretext(Method):
         "jigsaw_grid": (2, 2, 2),  # Jigsaw cells in (time, height, width).
         "jigsaw_permutations": 64,
         # Pixels between neighbouring jigsaw cells' contents, each cell's crop jittered by up to this much
-        # (`views.jigsaw`); 0: cells abut, and matching the pixels across a cut solves the puzzle.
+        # (`views.jigsaw_cells`); 0: cells abut, and matching the pixels across a cut solves the puzzle.
         "jigsaw_gap": 0,
         # Standardise every jigsaw cell per channel, so that brightness and colour do not tell which cells were
-        # neighbours (`views.jigsaw`).
+        # neighbours (`views.jigsaw_cells`).
         "jigsaw_standardize_cells": False,
         # Each jigsaw cell through the encoder alone and the head on their embeddings side by side (Noroozi &
         # Favaro's context-free network; Kim et al.'s space-time cubic puzzles): the encoder never sees two
@@ -137,15 +137,18 @@ class Pretext(Method):
   def task_features(self, model, clip, rng) -> dict[str, tuple[jax.Array, jax.Array]]:
     """clip [B, T, H, W, C] -> {task: (what its head reads [B, F], labels [B])}."""
     b = clip.shape[0]
-    standardize = self.config.method.get("view_standardize", False)  # Configs saved before the field: off.
+    if self.config.method.get("view_standardize", False):  # Configs saved before the field: off.
+      standardize = lambda v: views.standardize_views(v[:, None])[:, 0]
+    else:
+      standardize = lambda v: v
     view_rngs = jax.random.split(jax.random.fold_in(rng, 0), len(self.tasks))
     made = {}
     for (name, task), k in zip(self.tasks.items(), view_rngs):
       if task.cells:  # Standardised as a clip, so that the cells keep how they differ.
-        made[name] = task.make(k, views.standardize_views(clip[:, None])[:, 0] if standardize else clip)
+        made[name] = task.make(k, standardize(clip))
       else:
         v, labels = task.make(k, clip)
-        made[name] = (views.standardize_views(v[:, None])[:, 0] if standardize else v), labels
+        made[name] = standardize(v), labels
     whole = [name for name, task in self.tasks.items() if not task.cells]
     features = {}
     if whole:

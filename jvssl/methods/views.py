@@ -135,7 +135,15 @@ def jigsaw_cells(
 ) -> tuple[jax.Array, jax.Array]:
   """The jigsaw's cells before they are put back together: video [B, T, H, W, C] cut into a (time, height,
   width) grid of N cells, the cells in the order of a permutation from `perms` (perms.shape[1] == N).
-  Returns (cells [B, N, T/gt, H/gh, W/gw, C], labels int32 [B]: index into perms); `jigsaw` for the options."""
+  Returns (cells [B, N, T/gt, H/gh, W/gw, C], labels int32 [B]: index into perms).
+
+  gap > 0: each cell keeps only a (h - gap) x (w - gap) crop at a random offset of its own, centred in the
+  cell on zeros (the data mean), as Noroozi & Favaro cut 64-pixel tiles from 85-pixel cells. Abutting cells
+  let a network solve the puzzle by matching the pixels on either side of a cut, a shortcut that teaches
+  nothing about the content; the gap and the jitter take it away.
+
+  standardize_cells: each cell gets zero mean and unit variance per channel (`standardize_views`), as Noroozi &
+  Favaro normalise every tile, so that a cell's brightness and colour do not tell which cells were neighbours."""
   gt, gh, gw = grid
   if perms.shape[1] != gt * gh * gw:
     raise ValueError(f"permutations of {perms.shape[1]} items do not fit a {gt}x{gh}x{gw} grid")
@@ -149,25 +157,12 @@ def jigsaw_cells(
 
 
 def jigsaw(
-  rng: jax.Array,
-  video: jax.Array,
-  perms: np.ndarray,
-  grid: tuple[int, int, int],
-  gap: int = 0,
-  standardize_cells: bool = False,
+  rng: jax.Array, video: jax.Array, perms: np.ndarray, grid: tuple[int, int, int], **cell_options
 ) -> tuple[jax.Array, jax.Array]:
-  """Spatio-temporal jigsaw: the clip cut into a (time, height, width) grid of cells, the cells placed in
-  the order of a permutation from `perms` (perms.shape[1] == cells). Returns (video, labels int32 [B]).
-
-  gap > 0: each cell keeps only a (h - gap) x (w - gap) crop at a random offset of its own, centred in the
-  cell on zeros (the data mean), as Noroozi & Favaro cut 64-pixel tiles from 85-pixel cells. Abutting cells
-  let a network solve the puzzle by matching the pixels on either side of a cut, a shortcut that teaches
-  nothing about the content; the gap and the jitter take it away.
-
-  standardize_cells: each cell gets zero mean and unit variance per channel (`standardize_views`), as Noroozi &
-  Favaro normalise every tile, so that a cell's brightness and colour do not tell which cells were neighbours."""
+  """Spatio-temporal jigsaw: the cells of `jigsaw_cells` (which takes the options: gap, standardize_cells) put
+  back together into one clip [B, T, H, W, C]. Returns (video, labels int32 [B])."""
   gt, gh, gw = grid
-  cells, labels = jigsaw_cells(rng, video, perms, grid, gap, standardize_cells)
+  cells, labels = jigsaw_cells(rng, video, perms, grid, **cell_options)
   return einops.rearrange(cells, "b (gt gh gw) t h w c -> b (gt t) (gh h) (gw w) c", gt=gt, gh=gh, gw=gw), labels
 
 
